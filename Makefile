@@ -1,0 +1,37 @@
+# hcl_plugin — the two commands: `make test` and `make demo`.
+# `make test` creates .venv from nothing (idempotent: re-runs only when pyproject.toml or the
+# constraints change) and runs the whole test suite; `make test-quick` skips tests marked slow.
+
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+CONSTRAINTS := requirements/constraints.txt
+comma := ,
+EXTRAS ?= test,data
+STAMP := $(VENV)/.installed-$(subst $(comma),-,$(EXTRAS))
+PYTEST_ARGS ?=
+
+.PHONY: venv test test-quick demo bench clean-venv
+
+venv: $(STAMP)
+
+$(STAMP): pyproject.toml $(CONSTRAINTS)
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --disable-pip-version-check -c $(CONSTRAINTS) -e ".[$(EXTRAS)]"
+	touch $@
+
+test: venv
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+test-quick: venv
+	$(PY) -m pytest -m "not slow" $(PYTEST_ARGS)
+
+# Main job. Until the pretraining demo lands it runs the loss benchmark (issue 2).
+demo: venv
+	$(PY) benchmarks/bench_loss.py --out outputs/demo/bench_loss.json
+
+bench: venv
+	$(PY) benchmarks/bench_loss.py --out outputs/bench_loss.json
+
+clean-venv:
+	rm -rf $(VENV)
