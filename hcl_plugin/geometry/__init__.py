@@ -1,0 +1,31 @@
+"""Poincaré-ball geometry (torch only, no framework imports)."""
+
+from hcl_plugin.geometry.curvature import Curvature
+from hcl_plugin.geometry.poincare import (
+    ball_margin,
+    ball_radius,
+    check_in_ball,
+    clip_features,
+    conformal_gap,
+    dist,
+    dist0,
+    expmap0,
+    logmap0,
+    pairwise_dist,
+    project,
+)
+
+__all__ = [
+    "Curvature",
+    "ball_margin",
+    "ball_radius",
+    "check_in_ball",
+    "clip_features",
+    "conformal_gap",
+    "dist",
+    "dist0",
+    "expmap0",
+    "logmap0",
+    "pairwise_dist",
+    "project",
+]

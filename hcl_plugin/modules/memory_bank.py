@@ -1,0 +1,100 @@
+"""First-in-first-out queues of keys for MoCo-style negatives, Euclidean and on the Poincaré ball."""
+
+from __future__ import annotations
+
+import math
+import torch
+from torch import Tensor, nn
+
+from hcl_plugin.geometry import check_in_ball, expmap0
+from hcl_plugin.utils import distributed
+from hcl_plugin.utils.checks import check_finite, check_ndim, check_positive
+
+
+class MemoryBank(nn.Module):
+    """A FIFO queue of ``size`` keys of dimension ``dim`` (MoCo [1]).
+
+    ``enqueue(keys)`` writes a batch of keys (gathered from all ranks under torch.distributed, so
+    every rank holds the same queue) with wrap-around for any batch size, larger than the queue
+    included (then only the newest ``size`` keys stay). ``negatives()`` returns a detached copy,
+    safe to use in a loss that is back-propagated after the next ``enqueue``.
+
+    The initial keys are drawn from a generator seeded with ``seed``, so all ranks start equal.
+
+    [1] K. He et al. "Momentum Contrast for Unsupervised Visual Representation Learning". CVPR 2020.
+    """
+
+    bank: Tensor
+    ptr: Tensor
+
+    def __init__(self, size: int, dim: int, seed: int = 0, gather_distributed: bool = True) -> None:
+        super().__init__()
+        if size <= 0 or dim <= 0:
+            raise ValueError(f"size and dim must be positive, got size={size}, dim={dim}")
+        self.size, self.dim = size, dim
+        self.gather_distributed = gather_distributed
+        gen = torch.Generator().manual_seed(seed)
+        self.register_buffer("bank", self.initial_keys(torch.randn(size, dim, generator=gen)))
+        self.register_buffer("ptr", torch.zeros((), dtype=torch.long))
+
+    def initial_keys(self, noise: Tensor) -> Tensor:
+        """Random unit vectors (subclasses place them where their keys live)."""
+        return nn.functional.normalize(noise, dim=1)
+
+    def validate_keys(self, keys: Tensor) -> None:
+        check_ndim(keys, 2, "keys", f"(B, {self.dim})")
+        if keys.shape[1] != self.dim:
+            raise ValueError(f"keys must have shape (B, {self.dim}), got {tuple(keys.shape)}")
+        check_finite(keys, "keys")
+
+    def negatives(self) -> Tensor:
+        """A detached copy of the queue, shape (size, dim)."""
+        return self.bank.detach().clone()
+
+    @torch.no_grad()
+    def enqueue(self, keys: Tensor) -> None:
+        """Append ``keys`` (B, dim), overwriting the oldest entries."""
+        self.validate_keys(keys)
+        if self.gather_distributed:
+            keys = distributed.gather_no_grad(keys.detach())
+        keys = keys.detach().to(self.bank.dtype)
+        n = keys.shape[0]
+        m = min(n, self.size)
+        ptr = int(self.ptr)
+        start = (ptr + n - m) % self.size
+        idx = (start + torch.arange(m, device=self.bank.device)) % self.size
+        self.bank[idx] = keys[n - m:]
+        self.ptr.fill_((ptr + n) % self.size)
+
+    def extra_repr(self) -> str:
+        return f"size={self.size}, dim={self.dim}"
+
+
+class HyperbolicMemoryBank(MemoryBank):
+    """A :class:`MemoryBank` of points on the Poincaré ball of curvature ``-c``.
+
+    Initial keys are ``expmap0(g / sqrt(dim))`` for Gaussian ``g``: inside the ball at a hyperbolic
+    distance of about 2 from the origin, unlike Lightly's random unit vectors, which lie outside a
+    ball of radius < 1 (DESIGN.md section 5). Enqueued keys must lie in the ball (``ValueError``
+    naming ``keys`` otherwise).
+
+    Example:
+        >>> bank = HyperbolicMemoryBank(size=1024, dim=128, c=0.05)
+        >>> negatives = bank.negatives()        # use in the loss ...
+        >>> bank.enqueue(expmap0(torch.randn(32, 128), 0.05))  # ... then add this step's keys
+    """
+
+    def __init__(self, size: int, dim: int, c: float = 0.05, seed: int = 0, gather_distributed: bool = True) -> None:
+        check_positive(c, "c")
+        self.c = float(c)  # fixed: stored keys would leave the ball if c changed under them
+        super().__init__(size, dim, seed=seed, gather_distributed=gather_distributed)
+
+    def initial_keys(self, noise: Tensor) -> Tensor:
+        return expmap0(noise / math.sqrt(self.dim), self.c)
+
+    def validate_keys(self, keys: Tensor) -> None:
+        super().validate_keys(keys)
+        check_in_ball(keys, self.c, "keys")
+
+    def extra_repr(self) -> str:
+        return f"{super().extra_repr()}, c={self.c}"

@@ -1,0 +1,107 @@
+"""Projection head that maps backbone features onto the Poincaré ball."""
+
+from __future__ import annotations
+
+import math
+from typing import Dict, Optional, Union
+
+import torch
+from torch import Tensor, nn
+
+from hcl_plugin.geometry import Curvature, clip_features, dist0, expmap0
+
+
+class PoincareProjectionHead(nn.Module):
+    r"""MLP → (optional learnable scale) → (optional feature clipping) → :math:`\exp_0^c` → project.
+
+    The MLP is MoCo-v2's (Linear–ReLU–Linear, 2048-2048-128 in the official HCL code [1]). The
+    output lies strictly inside the ball of radius :math:`1/\sqrt c`; its distance to the origin is
+    free to carry information (no L2 normalisation).
+
+    Norm control (DESIGN.md section 4): without it, raw head norms (tens) put every point at the
+    boundary, where a growing norm acts as a falling temperature and training diverges; a fixed
+    clip radius below the raw norms clips every point, and then the norm carries nothing.
+    ``clip_r`` is feature clipping [2]; ``feature_scale`` multiplies the MLP output by a scalar
+    (learnable with ``learn_scale=True``, stored as its log as in MERU [3]) so the head can learn
+    the range in which norms differ. ``stats`` holds detached health metrics of the last forward:
+    the fraction of clipped rows and the mean/min/max hyperbolic distance to the origin (0-dim tensors).
+
+    [1] S. Ge, S. Mishra et al. "Hyperbolic Contrastive Learning for Visual Representations beyond
+        Objects". CVPR 2023.
+    [2] Y. Guo et al. "Clipped Hyperbolic Classifiers Are Super-Hyperbolic Classifiers". CVPR 2022.
+    [3] K. Desai et al. "Hyperbolic Image-Text Representations". ICML 2023.
+
+    Args:
+        input_dim, hidden_dim, output_dim: MLP sizes.
+        c: curvature magnitude (float, or a :class:`Curvature` to learn it).
+        clip_r: feature-clipping radius (Euclidean norm before expmap0); ``None`` = no clipping.
+        feature_scale: initial scale of the MLP output; ``None`` = no scaling.
+        learn_scale: learn ``feature_scale`` (requires it to be set).
+        batch_norm: BatchNorm1d after the hidden Linear (Lightly's SimCLR-style heads use it).
+
+    Example:
+        >>> head = PoincareProjectionHead(512, 512, 128, c=0.05, feature_scale=1 / 128 ** 0.5, learn_scale=True)
+        >>> z = head(torch.randn(4, 512))
+        >>> bool((z.norm(dim=1) < 0.05 ** -0.5).all())
+        True
+    """
+
+    def __init__(
+        self,
+        input_dim: int = 2048,
+        hidden_dim: int = 2048,
+        output_dim: int = 128,
+        c: Union[float, Curvature] = 0.05,
+        clip_r: Optional[float] = None,
+        feature_scale: Optional[float] = None,
+        learn_scale: bool = False,
+        batch_norm: bool = False,
+    ) -> None:
+        super().__init__()
+        if clip_r is not None and not clip_r > 0:
+            raise ValueError(f"clip_r must be > 0 or None, got {clip_r}")
+        if feature_scale is None and learn_scale:
+            raise ValueError("learn_scale=True needs an initial feature_scale")
+        if feature_scale is not None and not feature_scale > 0:
+            raise ValueError(f"feature_scale must be > 0 or None, got {feature_scale}")
+        layers = [nn.Linear(input_dim, hidden_dim, bias=not batch_norm)]
+        if batch_norm:
+            layers.append(nn.BatchNorm1d(hidden_dim))
+        layers += [nn.ReLU(inplace=True), nn.Linear(hidden_dim, output_dim)]
+        self.mlp = nn.Sequential(*layers)
+        self.curvature = c if isinstance(c, Curvature) else Curvature(float(c))
+        self.clip_r = clip_r
+        if feature_scale is None:
+            self.log_scale = None
+        elif learn_scale:
+            self.log_scale = nn.Parameter(torch.tensor(math.log(feature_scale)))
+        else:
+            self.register_buffer("log_scale", torch.tensor(math.log(feature_scale)))
+        self.stats: Dict[str, Tensor] = {}
+
+    def to_tangent(self, x: Tensor) -> Tensor:
+        """Euclidean (tangent-space at 0) features before expmap0: MLP, scale, clipping."""
+        v = self.mlp(x)
+        if self.log_scale is not None:
+            v = v * self.log_scale.exp()
+        if self.clip_r is not None:
+            v = clip_features(v, self.clip_r)
+        return v
+
+    def forward(self, x: Tensor) -> Tensor:
+        """Map (B, input_dim) features to (B, output_dim) points in the ball (float32 or float64)."""
+        v = self.to_tangent(x)
+        c = self.curvature()
+        z = expmap0(v, c)
+        with torch.no_grad():  # tensors, not floats: no device sync until a logger reads them
+            norms = dist0(z, c)
+            clipped = torch.zeros((), device=z.device)
+            if self.clip_r is not None:
+                clipped = (v.norm(dim=1) >= self.clip_r * (1 - 1e-6)).float().mean()
+            self.stats = {
+                "clipped_fraction": clipped,
+                "hyp_norm_mean": norms.mean(),
+                "hyp_norm_min": norms.min(),
+                "hyp_norm_max": norms.max(),
+            }
+        return z

@@ -1,0 +1,109 @@
+"""Box utilities: conversions, clipping, filters, union, random expansion."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from torchvision import tv_tensors
+
+from hcl_plugin.data.boxes import (
+    as_boxes,
+    box_contains,
+    clip_boxes,
+    degenerate_mask,
+    denormalize_boxes,
+    expand_box_randomly,
+    filter_by_min_area,
+    normalize_boxes,
+    to_bounding_boxes,
+    union_box,
+    xywh_to_xyxy,
+    xyxy_to_xywh,
+)
+
+
+def test_xywh_xyxy_round_trip():
+    xywh = torch.tensor([[10.0, 20.0, 30.0, 40.0], [0.0, 0.0, 1.0, 2.0]])
+    xyxy = xywh_to_xyxy(xywh)
+    assert torch.equal(xyxy, torch.tensor([[10.0, 20.0, 40.0, 60.0], [0.0, 0.0, 1.0, 2.0]]))
+    assert torch.equal(xyxy_to_xywh(xyxy), xywh)
+
+
+def test_normalize_round_trip_uses_height_width_order():
+    boxes = torch.tensor([[0.0, 0.0, 640.0, 480.0], [64.0, 48.0, 128.0, 96.0]])
+    norm = normalize_boxes(boxes, (480, 640))
+    assert torch.allclose(norm, torch.tensor([[0.0, 0.0, 1.0, 1.0], [0.1, 0.1, 0.2, 0.2]]))
+    assert torch.allclose(denormalize_boxes(norm, (480, 640)), boxes)
+
+
+def test_clip_counts_only_boxes_that_changed():
+    boxes = torch.tensor([[-5.0, 0.0, 10.0, 10.0], [0.0, 0.0, 10.0, 10.0], [90.0, 40.0, 120.0, 60.0]])
+    clipped, changed = clip_boxes(boxes, (50, 100))
+    assert changed == 2
+    assert torch.equal(clipped, torch.tensor([[0.0, 0.0, 10.0, 10.0], [0.0, 0.0, 10.0, 10.0], [90.0, 40.0, 100.0, 50.0]]))
+
+
+def test_degenerate_and_min_area_filters():
+    boxes = torch.tensor([[0.0, 0.0, 56.0, 56.0], [0.0, 0.0, 55.0, 56.0], [10.0, 10.0, 10.0, 80.0], [5.0, 5.0, 2.0, 90.0]])
+    assert degenerate_mask(boxes).tolist() == [False, False, True, True]
+    assert filter_by_min_area(boxes, 56 * 56).tolist() == [0]
+    assert filter_by_min_area(torch.zeros(0, 4), 1).numel() == 0
+
+
+def test_union_and_contains():
+    boxes = torch.tensor([[10.0, 20.0, 30.0, 40.0], [5.0, 25.0, 15.0, 60.0]])
+    union = union_box(boxes)
+    assert union.tolist() == [5.0, 20.0, 30.0, 60.0]
+    assert box_contains(union.expand(2, 4), boxes).all()
+    with pytest.raises(ValueError, match="at least one box"):
+        union_box(torch.zeros(0, 4))
+
+
+def test_as_boxes_rejects_bad_shapes_and_names_the_input():
+    assert as_boxes([]).shape == (0, 4)
+    assert as_boxes([1, 2, 3, 4]).shape == (1, 4)
+    with pytest.raises(ValueError, match="my_boxes must have shape"):
+        as_boxes([[1, 2, 3]], "my_boxes")
+    with pytest.raises(ValueError, match="non-finite coordinate at index 1"):
+        as_boxes([[0, 0, 1, 1], [0, float("nan"), 1, 1]])
+
+
+def test_to_bounding_boxes_is_a_tv_tensor():
+    boxes = to_bounding_boxes([[0, 0, 5, 5]], (10, 20))
+    assert isinstance(boxes, tv_tensors.BoundingBoxes)
+    assert tuple(boxes.canvas_size) == (10, 20)
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    height=st.integers(32, 600),
+    width=st.integers(32, 600),
+    fx=st.floats(0, 1),
+    fy=st.floats(0, 1),
+    fw=st.floats(0.01, 1),
+    fh=st.floats(0.01, 1),
+    target=st.sampled_from([0, 64, 256, 1000]),
+    seed=st.integers(0, 2**31),
+)
+def test_expand_box_randomly_contains_box_and_stays_inside(height, width, fx, fy, fw, fh, target, seed):
+    x1, y1 = int(fx * (width - 1)), int(fy * (height - 1))
+    x2 = min(width, x1 + max(1, int(fw * width)))
+    y2 = min(height, y1 + max(1, int(fh * height)))
+    box = torch.tensor([x1, y1, x2, y2], dtype=torch.float32)
+    out = expand_box_randomly(box, (height, width), target, torch.Generator().manual_seed(seed))
+    assert bool(box_contains(out, box))
+    assert out[0] >= 0 and out[1] >= 0 and out[2] <= width and out[3] <= height
+    window_x, window_y = max(0, target - (x2 - x1)), max(0, target - (y2 - y1))
+    assert (box[0] - out[0]) <= window_x and (out[2] - box[2]) <= window_x
+    assert (box[1] - out[1]) <= window_y and (out[3] - box[3]) <= window_y
+    again = expand_box_randomly(box, (height, width), target, torch.Generator().manual_seed(seed))
+    assert torch.equal(out, again)
+
+
+def test_expand_grows_small_boxes_on_average():
+    box = torch.tensor([100.0, 100.0, 140.0, 140.0])
+    g = torch.Generator().manual_seed(0)
+    widths = [float(expand_box_randomly(box, (1000, 1000), 256, g)[2:].sub(expand_box_randomly(box, (1000, 1000), 256, g)[:2])[0]) for _ in range(50)]
+    assert sum(widths) / len(widths) > 100
