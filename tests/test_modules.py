@@ -1,0 +1,99 @@
+"""Poincaré projection head and memory banks."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from hcl_plugin.geometry import Curvature, dist0, expmap0
+from hcl_plugin.modules import HyperbolicMemoryBank, MemoryBank, PoincareProjectionHead
+
+
+def test_head_outputs_points_in_the_ball_with_finite_gradients(gen):
+    head = PoincareProjectionHead(32, 64, 16, c=0.05)
+    x = torch.randn(8, 32, generator=gen) * 100  # raw norms far beyond the radius
+    z = head(x)
+    assert z.shape == (8, 16)
+    assert (0.05 * (z.double() ** 2).sum(1) < 1).all()
+    z.sum().backward()
+    assert all(torch.isfinite(p.grad).all() for p in head.parameters())
+
+
+def test_head_clipping_bounds_the_hyperbolic_norm_and_reports_it(gen):
+    c, r = 0.1, 2.3
+    head = PoincareProjectionHead(32, 32, 8, c=c, clip_r=r)
+    z = head(torch.randn(64, 32, generator=gen) * 50)
+    bound = 2 / math.sqrt(c) * math.atanh(math.tanh(math.sqrt(c) * r))
+    assert (dist0(z, c) <= bound + 1e-4).all()
+    assert head.stats["clipped_fraction"].item() == pytest.approx(1.0)
+    assert set(head.stats) == {"clipped_fraction", "hyp_norm_mean", "hyp_norm_min", "hyp_norm_max"}
+
+
+def test_head_learnable_scale_and_curvature_get_gradients(gen):
+    curv = Curvature(0.05, learnable=True)
+    head = PoincareProjectionHead(16, 16, 8, c=curv, feature_scale=0.1, learn_scale=True, batch_norm=True)
+    z = head(torch.randn(8, 16, generator=gen))
+    dist0(z, curv()).mean().backward()
+    assert head.log_scale.grad is not None and head.log_scale.grad.abs() > 0
+    assert curv.log_c.grad is not None
+    assert isinstance(head.mlp[1], torch.nn.BatchNorm1d)
+
+
+def test_head_norm_tracks_the_scale(gen):
+    """The learnable scale moves the hyperbolic norm: the head can place points in the informative range."""
+    x = torch.randn(32, 16, generator=gen)
+    small = PoincareProjectionHead(16, 16, 8, feature_scale=0.01)
+    large = PoincareProjectionHead(16, 16, 8, feature_scale=1.0)
+    large.load_state_dict(small.state_dict() | {"log_scale": torch.tensor(0.0)})
+    assert small(x).norm(dim=1).mean() < large(x).norm(dim=1).mean()
+
+
+@pytest.mark.parametrize("kwargs, match", [({"clip_r": 0.0}, "clip_r"), ({"learn_scale": True}, "learn_scale"),
+                                           ({"feature_scale": -1.0}, "feature_scale"), ({"c": -1.0}, "c must be")])
+def test_head_rejects_bad_arguments(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        PoincareProjectionHead(8, 8, 4, **kwargs)
+
+
+def test_hyperbolic_bank_starts_inside_the_ball_identically_on_every_rank():
+    a, b = HyperbolicMemoryBank(512, 32, c=4.0, seed=3), HyperbolicMemoryBank(512, 32, c=4.0, seed=3)
+    assert torch.equal(a.bank, b.bank)
+    assert (4.0 * (a.bank.double() ** 2).sum(1) < 1).all()
+    assert dist0(a.bank, 4.0).std() > 0  # not all on one sphere
+
+
+@pytest.mark.parametrize("batch", [1, 3, 7, 10, 23])
+def test_bank_wraps_around_for_any_batch_size(batch, gen):
+    size, dim = 10, 4
+    bank = MemoryBank(size, dim)
+    expected = bank.bank.clone()
+    ptr = 0
+    for step in range(5):
+        keys = torch.randn(batch, dim, generator=gen)
+        bank.enqueue(keys)
+        for i, key in enumerate(keys):  # sequential FIFO model
+            expected[(ptr + i) % size] = key
+        ptr = (ptr + batch) % size
+        assert torch.equal(bank.bank, expected), f"step {step}"
+        assert int(bank.ptr) == ptr
+
+
+def test_negatives_are_a_detached_copy():
+    bank = HyperbolicMemoryBank(16, 4)
+    neg = bank.negatives()
+    bank.enqueue(expmap0(torch.randn(16, 4), 0.05))
+    assert not torch.equal(neg, bank.bank) and not neg.requires_grad
+
+
+def test_bank_rejects_bad_keys():
+    bank = HyperbolicMemoryBank(16, 4, c=1.0)
+    with pytest.raises(ValueError, match=r"keys must have shape \(B, 4\), got \(2, 5\)"):
+        bank.enqueue(torch.zeros(2, 5))
+    with pytest.raises(ValueError, match="keys has 1 point"):
+        bank.enqueue(torch.tensor([[0.0, 0.0, 0.0, 0.0], [2.0, 0.0, 0.0, 0.0]]))
+    bad = torch.zeros(2, 4)
+    bad[0, 0] = float("nan")
+    with pytest.raises(ValueError, match="keys contains 1 non-finite"):
+        bank.enqueue(bad)
