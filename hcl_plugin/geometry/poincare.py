@@ -234,9 +234,12 @@ def dist(x: Tensor, y: Tensor, c: CurvatureLike) -> Tensor:
     cc = as_curvature(c, x)
     check_in_ball(x, cc, "x")
     check_in_ball(y, cc, "y")
-    diff = x - y
-    d = _arsinh_dist(_sq_norm(diff), conformal_gap(x, cc), conformal_gap(y, cc), cc)
-    return d.squeeze(-1)
+    return dist_unchecked(x, y, cc)
+
+
+def dist_unchecked(x: Tensor, y: Tensor, c: Tensor) -> Tensor:
+    """:func:`dist` without the ball-membership checks or dtype handling, for callers that did both."""
+    return _arsinh_dist(_sq_norm(x - y), conformal_gap(x, c), conformal_gap(y, c), c).squeeze(-1)
 
 
 @float32_math

@@ -7,11 +7,11 @@ from typing import Optional, Union
 import torch
 from torch import Tensor, nn
 
-from hcl_plugin.geometry import Curvature, dist
-from hcl_plugin.geometry.poincare import as_curvature, check_in_ball, compute_dtype
+from hcl_plugin.geometry import Curvature
+from hcl_plugin.geometry.poincare import as_curvature, check_in_ball, compute_dtype, dist_unchecked
 from hcl_plugin.losses.contrastive_batch import in_batch, queue_batch, validate_pair
 from hcl_plugin.losses.info_nce import check_temperature
-from hcl_plugin.losses.poincare_logsumexp import BLOCK_ELEMENTS, poincare_negative_logsumexp
+from hcl_plugin.losses.poincare_logsumexp import BLOCK_ELEMENTS, BlockWorkspace, poincare_negative_logsumexp
 
 
 class HyperbolicInfoNCELoss(nn.Module):
@@ -64,6 +64,7 @@ class HyperbolicInfoNCELoss(nn.Module):
         self.curvature = c if isinstance(c, Curvature) else Curvature(float(c))
         self.gather_distributed = gather_distributed
         self.block_elements = block_elements
+        self.workspace = BlockWorkspace()  # scratch kept between calls: 2 blocks of max(block_elements, 32 K) entries
 
     def forward(self, query: Tensor, positive: Tensor, negatives: Optional[Tensor] = None) -> Tensor:
         """Mean loss over the anchors (B in queue mode, 2B in in-batch mode); a 0-dim float32/64 tensor."""
@@ -81,9 +82,9 @@ class HyperbolicInfoNCELoss(nn.Module):
                 negatives = negatives.to(dtype)
                 check_in_ball(negatives, c, "negatives")
                 batch = queue_batch(query, positive, negatives)
-            pos_logit = -dist(batch.anchors, batch.positives, c) / self.temperature
+            pos_logit = -dist_unchecked(batch.anchors, batch.positives, c) / self.temperature
             neg_lse = poincare_negative_logsumexp(
-                batch.anchors, batch.negatives, c, self.temperature, batch.mask, self.block_elements
+                batch.anchors, batch.negatives, c, self.temperature, batch.mask, self.block_elements, self.workspace
             )
             return (torch.logaddexp(pos_logit, neg_lse) - pos_logit).mean()
 
