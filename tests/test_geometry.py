@@ -63,6 +63,27 @@ def test_dist_near_boundary_against_50_digit_reference(rel_norm, c, gen):
     torch.testing.assert_close(dist(x.float(), y.float(), c).double(), ref, rtol=1e-4, atol=1e-4)
 
 
+@pytest.mark.parametrize("rel_norm", [0.98, 0.999])
+def test_near_boundary_agrees_with_geoopt_and_is_closer_to_the_exact_value(rel_norm, gen, geoopt):
+    c = 0.05
+    ball = geoopt_ball(geoopt, c)
+    x, y = ball_points(12, 8, c, gen, rel_norm=rel_norm), ball_points(12, 8, c, gen, rel_norm=rel_norm)
+    exact = torch.tensor([mp_dist(a, b, c) for a, b in zip(x, y)], dtype=torch.float64)
+    ours, theirs = dist(x, y, c), ball.dist(x, y)
+    torch.testing.assert_close(ours, theirs, rtol=1e-5, atol=1e-5)  # geoopt's own float64 error is ~1e-7..1e-6
+    assert (ours - exact).abs().max() <= (theirs - exact).abs().max()
+    torch.testing.assert_close(expmap0(logmap0(x, c), c), ball.expmap0(ball.logmap0(x)), rtol=1e-6, atol=1e-6)
+
+
+@pytest.mark.parametrize("c", [0.05, 1.0])
+def test_identical_and_near_identical_pairs_against_geoopt(c, gen, geoopt):
+    ball = geoopt_ball(geoopt, c)
+    x0 = ball_points(32, 16, c, gen)
+    near = x0 + 1e-7 / math.sqrt(c) * torch.randn(32, 16, generator=gen, dtype=torch.float64)
+    torch.testing.assert_close(dist(x0, near, c), ball.dist(x0, near), rtol=1e-6, atol=1e-12)
+    assert torch.allclose(ball.dist(x0, x0), torch.zeros(32, dtype=torch.float64), atol=1e-6)
+
+
 @pytest.mark.parametrize("c", [0.05, 1.0])
 def test_identical_and_near_identical_pairs(c, gen):
     x = ball_points(32, 16, c, gen)
