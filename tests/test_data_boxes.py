@@ -102,8 +102,10 @@ def test_expand_box_randomly_contains_box_and_stays_inside(height, width, fx, fy
     assert torch.equal(out, again)
 
 
-def test_expand_grows_small_boxes_on_average():
-    box = torch.tensor([100.0, 100.0, 140.0, 140.0])
+def test_expand_grows_small_boxes_on_average_and_keeps_large_ones():
     g = torch.Generator().manual_seed(0)
-    widths = [float(expand_box_randomly(box, (1000, 1000), 256, g)[2:].sub(expand_box_randomly(box, (1000, 1000), 256, g)[:2])[0]) for _ in range(50)]
-    assert sum(widths) / len(widths) > 100
+    small = torch.tensor([100.0, 100.0, 140.0, 140.0])
+    grown = torch.stack([expand_box_randomly(small, (1000, 1000), 256, g) for _ in range(50)])
+    assert float((grown[:, 2] - grown[:, 0]).mean()) > 100
+    large = torch.tensor([0.0, 0.0, 300.0, 300.0])
+    assert torch.equal(expand_box_randomly(large, (1000, 1000), 256, g), large)

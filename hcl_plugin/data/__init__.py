@@ -1,0 +1,78 @@
+"""Scene/object data pipeline for HCL, framework-free (torch, torchvision, pycocotools, scikit-image).
+
+Modules: ``boxes`` (box utilities), ``sampler`` (``SceneObjectSampler``), ``views`` (``HCLViews``),
+``readers`` (COCO / OpenImages / proposals), ``scene_dataset`` (``HCLSceneDataset``), ``proposals`` and
+``proposals_file`` (selective search), ``animal_mnist``, ``scene_contexts`` and ``synthetic`` (the
+embedded data set). See docs/data.md.
+
+Names are imported lazily on first access, so ``import hcl_plugin.data`` stays cheap.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any, Dict, List
+
+_EXPORTS: Dict[str, str] = {
+    # boxes
+    "as_boxes": "boxes",
+    "xywh_to_xyxy": "boxes",
+    "xyxy_to_xywh": "boxes",
+    "normalize_boxes": "boxes",
+    "denormalize_boxes": "boxes",
+    "clip_boxes": "boxes",
+    "degenerate_mask": "boxes",
+    "filter_by_min_area": "boxes",
+    "union_box": "boxes",
+    "box_contains": "boxes",
+    "expand_box_randomly": "boxes",
+    "to_bounding_boxes": "boxes",
+    # sampler
+    "SceneObjectSampler": "sampler",
+    "CropSample": "sampler",
+    "TooFewBoxesPolicy": "sampler",
+    "TooFewBoxesError": "sampler",
+    # views
+    "HCLViews": "views",
+    "MoCoV2TwoViews": "views",
+    "VIEW_KEYS": "views",
+    "BOX_KEYS": "views",
+    # readers
+    "SceneRecord": "readers",
+    "ReadResult": "readers",
+    "AnnotationError": "readers",
+    "read_coco": "readers",
+    "read_openimages": "readers",
+    "read_proposal_boxes": "readers",
+    # data set
+    "HCLSceneDataset": "scene_dataset",
+    "ImageLoadError": "scene_dataset",
+    "load_rgb_image": "scene_dataset",
+    # proposals
+    "SelectiveSearchConfig": "proposals",
+    "selective_search": "proposals",
+    "filter_proposals": "proposals",
+    "propose_boxes": "proposals",
+    "make_proposals_file": "proposals_file",
+    # embedded data set
+    "load_animal_mnist": "animal_mnist",
+    "AnimalMNISTUnavailable": "animal_mnist",
+    "ANIMAL_CLASSES": "animal_mnist",
+    "SCENE_CONTEXTS": "scene_contexts",
+    "SyntheticConfig": "synthetic",
+    "build_synthetic_dataset": "synthetic",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    if name in _EXPORTS:
+        value = getattr(importlib.import_module(f"{__name__}.{_EXPORTS[name]}"), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> List[str]:
+    return sorted(set(globals()) | set(_EXPORTS))
