@@ -73,8 +73,13 @@ def float32_math(fn: F) -> F:
 
 
 def as_curvature(c: CurvatureLike, like: Tensor) -> Tensor:
-    """``c`` as a tensor with the dtype and device of ``like``; raises ``ValueError`` unless c > 0."""
-    check_positive(c, "curvature c")
+    """``c`` as a tensor with the dtype and device of ``like``; raises ``ValueError`` unless c > 0.
+
+    A tensor that requires grad (a learnable :class:`Curvature`, positive by construction) is not
+    checked, so training on a GPU does not synchronise the device on every call.
+    """
+    if not (isinstance(c, Tensor) and c.requires_grad):
+        check_positive(c, "curvature c")
     if isinstance(c, Tensor):
         return c.to(dtype=like.dtype, device=like.device)
     return torch.tensor(float(c), dtype=like.dtype, device=like.device)
