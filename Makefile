@@ -32,6 +32,7 @@ demo: venv
 
 bench: venv
 	$(PY) benchmarks/bench_loss.py --out outputs/bench_loss.json
+	$(PY) benchmarks/bench_views.py --out outputs/bench_views.json
 
 clean-venv:
 	rm -rf $(VENV)
