@@ -109,7 +109,14 @@ class HCLSceneDataset(Dataset):
                     (image.height, image.width), boxes, generator, proposals=proposals, image_name=record.path
                 )
                 if sample is not None:
-                    out = self.views.render(image, sample)
+                    try:
+                        out = self.views.render(image, sample)
+                    except Exception as error:  # name the file instead of failing deep inside a transform
+                        raise RuntimeError(
+                            f"building the HCL views failed for image {record.path!r} "
+                            f"({image.width}x{image.height}, boxes {sample.object_box.tolist()} / "
+                            f"{sample.scene_box.tolist()}): {error}"
+                        ) from error
                     out["image_id"] = record.image_id
                     out["index"] = current
                     return out
