@@ -72,10 +72,10 @@ class DenseCLHCL(pl.LightningModule):
         for module in (self.backbone_momentum, self.projection_head_momentum, self.projection_head_local_momentum,
                        self.hyperbolic_head_momentum):
             utils.deactivate_requires_grad(module)
-        bank = (memory_bank_size, proj_output_dim)
+        bank = (memory_bank_size, proj_output_dim) if memory_bank_size else 0
         self.criterion_global = NTXentLoss(temperature=temperature, memory_bank_size=bank, gather_distributed=gather_distributed)
         self.criterion_local = NTXentLoss(temperature=temperature, memory_bank_size=bank, gather_distributed=gather_distributed)
-        self.criterion_hyp = HyperbolicNTXentLoss(temperature=temperature, c=c, memory_bank_size=(memory_bank_size, hyp_output_dim),
+        self.criterion_hyp = HyperbolicNTXentLoss(temperature=temperature, c=c, memory_bank_size=(memory_bank_size, hyp_output_dim) if memory_bank_size else 0,
                                                   gather_distributed=gather_distributed)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -128,7 +128,7 @@ class DenseCLHCL(pl.LightningModule):
 
 def build_parser() -> argparse.ArgumentParser:
     parser = add_common_arguments(argparse.ArgumentParser(description=__doc__.split("\n")[0]))
-    parser.add_argument("--memory-bank-size", type=int, default=4096)
+    parser.add_argument("--memory-bank-size", type=int, default=4096, help="queue length; 0: in-batch negatives")
     parser.add_argument("--momentum", type=float, default=0.999)
     parser.add_argument("--dense-weight", type=float, default=0.5, help="DenseCL's lambda between global and dense loss")
     return parser

@@ -67,8 +67,8 @@ class MoCoHCL(pl.LightningModule):
             deactivate_requires_grad(module)
         self.criterion = HCLLoss(
             lambda_hyp=lambda_hyp, temperature_euc=temperature, temperature_hyp=temperature, c=c,
-            memory_bank_size=(memory_bank_size, proj_output_dim),
-            hyp_memory_bank_size=(memory_bank_size, hyp_output_dim),
+            memory_bank_size=(memory_bank_size, proj_output_dim) if memory_bank_size else 0,
+            hyp_memory_bank_size=(memory_bank_size, hyp_output_dim) if memory_bank_size else 0,
             symmetric=True, gather_distributed=gather_distributed,
         )
 
@@ -111,7 +111,7 @@ class MoCoHCL(pl.LightningModule):
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     add_common_arguments(parser)
-    parser.add_argument("--memory-bank-size", type=int, default=4096, help="queue length (official: 65536)")
+    parser.add_argument("--memory-bank-size", type=int, default=4096, help="queue length (official: 65536); 0: in-batch negatives")
     parser.add_argument("--momentum", type=float, default=0.999, help="momentum encoder update (official: 0.999)")
     return parser
 

@@ -1,0 +1,264 @@
+"""Lightly adapters and the Lightning examples: conventions, training, resume, DDP, bf16, bad input."""
+
+from __future__ import annotations
+
+import copy
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+import pytorch_lightning as pl
+import torch
+from lightly.models.modules import MoCoProjectionHead
+from lightly.models.utils import deactivate_requires_grad, update_momentum
+from PIL import Image
+from torch.utils.data import DataLoader, Dataset, default_collate
+
+from hcl_plugin.geometry import expmap0
+from hcl_plugin.lightly import HCLLoss, HCLTransform, HyperbolicNTXentLoss, PoincareProjectionHead, scene_dataset
+from hcl_plugin.losses import HyperbolicInfoNCELoss
+from tests.data_helpers import animals_or_skip, write_coco
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "lightly_examples"))
+
+import densecl_hcl  # noqa: E402
+import moco_hcl  # noqa: E402
+import simclr_hcl  # noqa: E402
+
+EXAMPLES = {"moco": moco_hcl, "simclr": simclr_hcl, "densecl": densecl_hcl}
+MODULES = {"moco": moco_hcl.MoCoHCL, "simclr": simclr_hcl.SimCLRHCL, "densecl": densecl_hcl.DenseCLHCL}
+TINY = dict(image_size=32, proj_hidden_dim=64, proj_output_dim=16, hyp_hidden_dim=64, hyp_output_dim=16, feature_scale=0.25)
+
+
+@pytest.fixture(scope="module")
+def embedded(tmp_path_factory) -> Path:
+    from hcl_plugin.data.synthetic import SyntheticConfig, build_synthetic_dataset
+
+    root = tmp_path_factory.mktemp("embedded")
+    build_synthetic_dataset(root, SyntheticConfig(num_images=40, image_size=128, seed=1), animals=animals_or_skip(),
+                            progress=False)
+    return root
+
+
+def cli(embedded: Path, out: Path, *extra: str) -> list:
+    return ["--embedded-dir", str(embedded), "--image-size", "32", "--batch-size", "8", "--num-workers", "0",
+            "--min-box-size", "12", "--expand-to", "48", "--proj-hidden-dim", "64", "--proj-output-dim", "16",
+            "--out", str(out), "--log-every", "1", "--no-progress-bar", *extra]
+
+
+def metrics(out: Path) -> list:
+    import csv
+
+    rows = []
+    for path in sorted(out.glob("logs/version_*/metrics.csv")):
+        rows += [r for r in csv.DictReader(path.open()) if r.get("loss")]
+    return rows
+
+
+# ---------------------------------------------------------------- conventions
+
+
+def test_hcl_loss_is_a_drop_in_inside_a_lightly_moco_loop(gen):
+    backbone = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(48, 32), torch.nn.ReLU())
+    head, hyp_head = MoCoProjectionHead(32, 32, 8), PoincareProjectionHead(32, 32, 8, c=0.05, feature_scale=0.3)
+    backbone_m, head_m, hyp_head_m = (copy.deepcopy(m) for m in (backbone, head, hyp_head))
+    for m in (backbone_m, head_m, hyp_head_m):
+        deactivate_requires_grad(m)
+    criterion = HCLLoss(memory_bank_size=(16, 8), symmetric=True)
+    params = [*backbone.parameters(), *head.parameters(), *hyp_head.parameters()]
+    optimizer = torch.optim.SGD(params, lr=0.1)
+    for step in range(3):
+        update_momentum(backbone, backbone_m, 0.99)
+        update_momentum(head, head_m, 0.99)
+        update_momentum(hyp_head, hyp_head_m, 0.99)
+        x1, x2, scene, obj = (torch.randn(4, 3, 4, 4, generator=gen) for _ in range(4))
+        q = (head(backbone(x1)), head(backbone(x2)))
+        with torch.no_grad():
+            k = (head_m(backbone_m(x1)), head_m(backbone_m(x2)))
+            obj_key = hyp_head_m(backbone_m(obj))
+        loss, parts = criterion(q, k, hyp_head(backbone(scene)), obj_key, return_parts=True)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        assert torch.isfinite(loss) and set(parts) == {"loss_euc", "loss_hyp"}
+    # the banks advanced once per training step (4 keys each) and are saved with the module
+    assert [int(b.ptr) for b in criterion.euclidean_banks] == [12, 12]
+    assert int(criterion.hyperbolic.memory_bank.ptr) == 12
+    assert "hyperbolic.memory_bank.bank" in criterion.state_dict()
+    with torch.no_grad():  # evaluation does not update the queues
+        criterion(q, k, hyp_head(backbone(scene)), obj_key)
+    assert int(criterion.hyperbolic.memory_bank.ptr) == 12
+
+
+def test_hyperbolic_ntxent_matches_the_core_loss(gen):
+    z0, z1 = (expmap0(torch.randn(6, 8, generator=gen), 0.05) for _ in range(2))
+    core = HyperbolicInfoNCELoss(0.2, 0.05)
+    torch.testing.assert_close(HyperbolicNTXentLoss(0.2, 0.05)(z0, z1), core(z0, z1))
+    with_bank = HyperbolicNTXentLoss(0.2, 0.05, memory_bank_size=(10, 8))
+    bank = with_bank.memory_bank.negatives()
+    torch.testing.assert_close(with_bank(z0.requires_grad_(), z1), core(z0, z1, bank))
+    assert torch.equal(with_bank.memory_bank.bank[:6], z1)
+
+
+@pytest.mark.parametrize("size", [10, (10,), (10, 0), (10, 8, 2)])
+def test_memory_bank_size_is_validated_like_lightly(size):
+    with pytest.raises(ValueError, match="memory_bank_size"):
+        HyperbolicNTXentLoss(memory_bank_size=size)
+
+
+def test_hcl_loss_baseline_skips_the_hyperbolic_branch(gen):
+    q, k = torch.randn(4, 8, generator=gen), torch.randn(4, 8, generator=gen)
+    loss, parts = HCLLoss(lambda_hyp=0.0)(q, k, None, None, return_parts=True)
+    assert parts["loss_hyp"] == 0 and torch.isfinite(loss)
+    with pytest.raises(ValueError, match="needs hyp_query"):
+        HCLLoss()(q, k)
+    with pytest.raises(ValueError, match="symmetric=True needs"):
+        HCLLoss(symmetric=True)(q, k, q, k)
+
+
+@pytest.mark.parametrize("image", [Image.new("L", (20, 14), 90), Image.new("RGBA", (128, 96), (10, 200, 30, 128)),
+                                   Image.new("P", (8, 8)), Image.new("RGB", (3, 500), (5, 5, 5))])
+@pytest.mark.parametrize("boxes", [[], [[0, 0, 60, 40], [30, 20, 120, 90]]])
+def test_hcl_transform_handles_grayscale_rgba_tiny_and_boxless_images(image, boxes):
+    views = HCLTransform(input_size=32, min_box_size=8, expand_to=48)(image, boxes)
+    assert [tuple(v.shape) for v in views] == [(3, 32, 32)] * 4
+    assert all(torch.isfinite(v).all() for v in views)
+
+
+def test_bad_image_is_named(tmp_path):
+    (tmp_path / "broken.jpg").write_bytes(b"not a jpeg")
+    write_coco(tmp_path / "ann.json", [{"id": 1, "file_name": "broken.jpg", "width": 64, "height": 64}],
+               [{"id": 1, "image_id": 1, "bbox": [0, 0, 30, 30], "category_id": 1, "iscrowd": 0, "area": 900}])
+    dataset = scene_dataset(tmp_path, tmp_path / "ann.json", input_size=32)
+    with pytest.raises(OSError, match="broken.jpg"):
+        dataset[0]
+    with pytest.raises(FileNotFoundError, match="missing.json"):
+        scene_dataset(tmp_path, tmp_path / "missing.json")
+
+
+# ---------------------------------------------------------------- training (Lightning, CPU)
+
+
+class FixedBatch(Dataset):
+    def __init__(self, batch, length: int) -> None:
+        self.batch, self.length = batch, length
+
+    def __len__(self) -> int:
+        return self.length
+
+    def __getitem__(self, index):
+        return self.batch
+
+
+class RecordLoss(pl.Callback):
+    def __init__(self) -> None:
+        self.losses = []
+
+    def on_train_batch_end(self, trainer, module, outputs, batch, batch_idx):
+        self.losses.append(float(outputs["loss"]))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", sorted(MODULES))
+def test_loss_falls_on_a_fixed_batch(name, embedded):
+    dataset = scene_dataset(embedded / "images", embedded / "annotations_train.json", input_size=32, min_box_size=12,
+                            expand_to=48, seed=0)
+    batch = default_collate([dataset[i] for i in range(8)])
+    pl.seed_everything(0)
+    extra = {} if name == "simclr" else {"memory_bank_size": 0}  # a queue would fill with copies of the batch
+    module = MODULES[name](**TINY, **extra)
+    record = RecordLoss()
+    trainer = pl.Trainer(max_steps=25, logger=False, enable_checkpointing=False, enable_progress_bar=False,
+                         enable_model_summary=False, callbacks=[record])
+    trainer.fit(module, DataLoader(FixedBatch(batch, 25), batch_size=None))
+    first, last = sum(record.losses[:3]) / 3, sum(record.losses[-3:]) / 3
+    assert all(torch.isfinite(torch.tensor(record.losses)))
+    assert last < 0.9 * first, record.losses
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", sorted(EXAMPLES))
+def test_example_script_trains_and_writes_an_extractable_checkpoint(name, embedded, tmp_path):
+    EXAMPLES[name].main(cli(embedded, tmp_path, "--max-steps", "3", "--checkpoint-every", "2"))
+    rows = metrics(tmp_path)
+    assert len(rows) == 3 and all(float(r["loss"]) == float(r["loss"]) for r in rows)  # finite (not NaN)
+    ckpt = torch.load(tmp_path / "final.ckpt", map_location="cpu", weights_only=False)
+    assert ckpt["global_step"] == 3
+    backbone = {k[len("backbone."):]: v for k, v in ckpt["state_dict"].items() if k.startswith("backbone.")}
+    import torchvision
+
+    resnet = torchvision.models.resnet18(weights=None)
+    resnet.fc = torch.nn.Identity()
+    resnet.load_state_dict(backbone, strict=True)  # torchvision's own key names
+    assert {"backbone", "c", "image_size", "hyp_output_dim"} <= set(ckpt["hyper_parameters"])
+    assert (tmp_path / "checkpoints" / "step2.ckpt").exists()
+
+
+class CaptureStart(pl.Callback):
+    def on_train_start(self, trainer, module):
+        self.step = trainer.global_step
+        self.bank = module.criterion.hyperbolic.memory_bank.bank.clone()
+        self.euc_bank = module.criterion.euclidean_banks[0].bank.clone()
+
+
+@pytest.mark.slow
+def test_resume_continues_at_the_right_step_with_the_same_queues(embedded, tmp_path):
+    args = moco_hcl.build_parser().parse_args(cli(embedded, tmp_path, "--max-steps", "4", "--checkpoint-every", "2",
+                                                  "--memory-bank-size", "64"))
+    moco_hcl.main(cli(embedded, tmp_path, "--max-steps", "4", "--checkpoint-every", "2", "--memory-bank-size", "64"))
+    saved = torch.load(tmp_path / "checkpoints" / "step2.ckpt", map_location="cpu", weights_only=False)
+    args.resume, args.max_steps, args.out = tmp_path / "checkpoints" / "step2.ckpt", 4, tmp_path / "resumed"
+    capture = CaptureStart()
+    module = moco_hcl.MoCoHCL(**moco_hcl.head_hparams(args), memory_bank_size=64)
+    trainer = moco_hcl.fit(module, args, callbacks=[capture])
+    assert capture.step == 2 and trainer.global_step == 4
+    torch.testing.assert_close(capture.bank, saved["state_dict"]["criterion.hyperbolic.memory_bank.bank"], rtol=0, atol=0)
+    torch.testing.assert_close(capture.euc_bank, saved["state_dict"]["criterion.euclidean_banks.0.bank"], rtol=0, atol=0)
+    assert int(saved["state_dict"]["criterion.hyperbolic.memory_bank.ptr"]) == 2 * 8 % 64
+
+
+@pytest.mark.slow
+def test_bf16_training_runs_without_nan(embedded, tmp_path):
+    moco_hcl.main(cli(embedded, tmp_path, "--max-steps", "3", "--precision", "bf16", "--memory-bank-size", "64"))
+    rows = metrics(tmp_path)
+    assert len(rows) == 3
+    for row in rows:
+        assert all(float(row[k]) == float(row[k]) for k in ("loss", "train/loss_euc", "train/loss_hyp"))
+
+
+DDP_DRIVER = textwrap.dedent('''
+    import sys, torch, pytorch_lightning as pl
+    sys.path[:0] = [{root!r}, {examples!r}]
+    import moco_hcl
+
+    class SaveBanks(pl.Callback):
+        def on_train_end(self, trainer, module):
+            banks = {{k: v.clone() for k, v in module.criterion.state_dict().items() if "bank" in k or "ptr" in k}}
+            banks["global_step"] = torch.tensor(trainer.global_step)
+            torch.save(banks, {out!r} + f"/banks_rank{{trainer.global_rank}}.pt")
+
+    args = moco_hcl.build_parser().parse_args(sys.argv[1:])
+    pl.seed_everything(0)
+    model = moco_hcl.MoCoHCL(**moco_hcl.head_hparams(args), memory_bank_size=args.memory_bank_size)
+    moco_hcl.fit(model, args, callbacks=[SaveBanks()])
+''')
+
+
+@pytest.mark.slow
+def test_lightning_ddp_on_two_cpu_processes_keeps_the_banks_in_sync(embedded, tmp_path):
+    driver = tmp_path / "ddp_driver.py"
+    driver.write_text(DDP_DRIVER.format(root=str(ROOT), examples=str(ROOT / "lightly_examples"), out=str(tmp_path)))
+    args = cli(embedded, tmp_path / "run", "--max-steps", "3", "--memory-bank-size", "64", "--devices", "2",
+               "--strategy", "ddp", "--accelerator", "cpu")
+    done = subprocess.run([sys.executable, str(driver), *args], capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-4000:]
+    rank0, rank1 = (torch.load(tmp_path / f"banks_rank{r}.pt") for r in (0, 1))
+    assert set(rank0) == set(rank1) and any("hyperbolic" in k for k in rank0)
+    for key in rank0:
+        torch.testing.assert_close(rank0[key], rank1[key], rtol=0, atol=0)
+    # every step enqueued 2 ranks x 8 keys into each 64-slot queue
+    steps = int(rank0["global_step"])
+    assert steps >= 2 and int(rank0["hyperbolic.memory_bank.ptr"]) == steps * 2 * 8 % 64
