@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import math
+from datetime import timedelta
 from pathlib import Path
 from typing import Dict, List, Optional, Tuple
 
@@ -65,6 +66,7 @@ def add_common_arguments(parser: argparse.ArgumentParser, lambda_hyp: float = 0.
     train.add_argument("--batch-size", type=int, default=32)
     train.add_argument("--epochs", type=int, default=1)
     train.add_argument("--max-steps", type=int, default=-1, help="stop after this many steps (-1: epochs decide)")
+    train.add_argument("--max-minutes", type=float, default=None, help="stop after this much training time")
     train.add_argument("--lr", type=float, default=0.06)
     train.add_argument("--weight-decay", type=float, default=1e-4)
     train.add_argument("--devices", default="auto", help="number of devices (e.g. 8) or 'auto'")
@@ -125,6 +127,7 @@ def build_trainer(args: argparse.Namespace, callbacks: Optional[List[pl.Callback
     return pl.Trainer(
         max_epochs=args.epochs,
         max_steps=args.max_steps,
+        max_time=None if args.max_minutes is None else timedelta(minutes=args.max_minutes),
         devices=devices,
         accelerator=args.accelerator,
         strategy=args.strategy,
