@@ -7,7 +7,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 CONSTRAINTS := requirements/constraints.txt
 comma := ,
-EXTRAS ?= test,data,lightly
+EXTRAS ?= test,data,lightly,eval,uhml
 STAMP := $(VENV)/.installed-$(subst $(comma),-,$(EXTRAS))
 PYTEST_ARGS ?=
 

@@ -1,8 +1,9 @@
-"""Contrastive losses (torch only): Euclidean InfoNCE, hyperbolic InfoNCE and the HCL combination."""
+"""Losses (torch only): Euclidean InfoNCE, hyperbolic InfoNCE, the HCL combination, UHML's hierarchical log-ratio."""
 
 from hcl_plugin.losses.hcl import HCLLoss, HCLLossOutput
+from hcl_plugin.losses.hierarchical_log_ratio import HierarchicalLogRatioLoss
 from hcl_plugin.losses.hyperbolic_info_nce import HyperbolicInfoNCELoss
 from hcl_plugin.losses.info_nce import InfoNCELoss
 from hcl_plugin.losses.poincare_logsumexp import poincare_negative_logsumexp
 
-__all__ = ["HCLLoss", "HCLLossOutput", "HyperbolicInfoNCELoss", "InfoNCELoss", "poincare_negative_logsumexp"]
+__all__ = ["HCLLoss", "HCLLossOutput", "HierarchicalLogRatioLoss", "HyperbolicInfoNCELoss", "InfoNCELoss", "poincare_negative_logsumexp"]
