@@ -1,6 +1,34 @@
-"""Evaluation (framework-free): Recall@K retrieval and an image-folder reader for retrieval sets."""
+"""Evaluation (framework-free).
 
+* HCL analysis (docs/eval.md): :func:`run_analysis` — norms vs number of objects, out-of-context
+  detection, linear / multi-label / kNN probes, plots and a report — over checkpoints loaded by
+  :func:`load_checkpoint` (an adapter registry for other frameworks' formats).
+* UHML retrieval (docs/uhml.md): Recall@K and an image-folder reader for retrieval sets.
+"""
+
+from hcl_plugin.eval.analyze import run_analysis
+from hcl_plugin.eval.checkpoint import (
+    CheckpointAdapter,
+    CheckpointFormatError,
+    CheckpointMismatchError,
+    EuclideanProjectionHead,
+    EvalModel,
+    load_checkpoint,
+    register_checkpoint_adapter,
+)
+from hcl_plugin.eval.features import SceneFeatures, extract_features
 from hcl_plugin.eval.image_folder import ImageReadError, RetrievalImageFolder, class_range
+from hcl_plugin.eval.metrics import auroc, average_precision, mean_average_precision, pearson, spearman
+from hcl_plugin.eval.probes import knn_predict, knn_top1, linear_probe_top1, multilabel_probe_map
+from hcl_plugin.eval.report import REQUIRED_METRICS
 from hcl_plugin.eval.retrieval import DEFAULT_KS, nearest_neighbours, recall_at_k
+from hcl_plugin.eval.scenes import AnnotationsNotFoundError, load_split, read_scene_set
 
-__all__ = ["DEFAULT_KS", "ImageReadError", "RetrievalImageFolder", "class_range", "nearest_neighbours", "recall_at_k"]
+__all__ = [
+    "AnnotationsNotFoundError", "CheckpointAdapter", "CheckpointFormatError", "CheckpointMismatchError", "DEFAULT_KS",
+    "EuclideanProjectionHead", "EvalModel", "ImageReadError", "REQUIRED_METRICS", "RetrievalImageFolder",
+    "SceneFeatures", "auroc", "average_precision", "class_range", "extract_features", "knn_predict", "knn_top1",
+    "linear_probe_top1", "load_checkpoint", "load_split", "mean_average_precision", "multilabel_probe_map",
+    "nearest_neighbours", "pearson", "read_scene_set", "recall_at_k", "register_checkpoint_adapter", "run_analysis",
+    "spearman",
+]

@@ -1,0 +1,100 @@
+"""HCL vs its baseline under the same budget: pretrain, analyse, compare (issue 5, item 6).
+
+For each seed, ``lightly_examples/moco_hcl.py`` pretrains MoCo-v2 + HCL (λ = 0.1) and the MoCo-v2
+baseline (λ = 0) on the embedded scene set with identical data, architecture, schedule and
+training-time budget; ``hcl_plugin.eval.run_analysis`` then measures each checkpoint, and the same
+network at random initialisation is measured once per seed as the control. Prints a table of
+mean ± std over seeds and writes JSON.
+
+    python benchmarks/hcl_vs_baseline.py                       # 3 seeds x 6 min x 2 runs: ~45 min on 2 cores
+    python benchmarks/hcl_vs_baseline.py --seeds 0 --minutes 0.5 --out /tmp/smoke   # a smoke run
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+from pathlib import Path
+from typing import Dict, List
+
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path[:0] = [str(ROOT), str(ROOT / "lightly_examples")]
+
+import moco_hcl  # noqa: E402
+
+from hcl_plugin.lightly.data import ensure_embedded_dataset  # noqa: E402
+
+METRICS = ["norm_spearman", "norm_pearson", "ooc_auroc", "ooc_ap", "linear_top1", "multilabel_map", "knn_top1"]
+RUNS = {"hcl": 0.1, "baseline": 0.0}
+
+
+def pretrain(data: Path, out: Path, seed: int, lambda_hyp: float, minutes: float, steps: int) -> Path:
+    final = out / "final.ckpt"
+    if not final.exists():
+        moco_hcl.main(["--embedded-dir", str(data), "--image-size", "64", "--batch-size", "32", "--epochs", "1000",
+                       "--max-minutes", str(minutes), "--max-steps", str(steps), "--memory-bank-size", "4096",
+                       "--lambda-hyp", str(lambda_hyp), "--num-workers", "1", "--out", str(out), "--seed", str(seed),
+                       "--checkpoint-every", "1000", "--no-progress-bar"])
+    return final
+
+
+def random_init(like: Path, out: Path, seed: int) -> Path:
+    checkpoint = torch.load(like, map_location="cpu", weights_only=False)  # written by this script
+    torch.manual_seed(seed)
+    hparams = dict(checkpoint["hyper_parameters"])
+    path = out / "random_init.ckpt"
+    torch.save({"state_dict": moco_hcl.MoCoHCL(**hparams).state_dict(), "hyper_parameters": hparams}, path)
+    return path
+
+
+def summary(values: List[float]) -> str:
+    values = [v for v in values if v is not None]
+    if not values:
+        return "n/a"
+    std = statistics.stdev(values) if len(values) > 1 else 0.0
+    return f"{statistics.fmean(values):.3f} ± {std:.3f}"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--minutes", type=float, default=6.0, help="training-time budget per run")
+    parser.add_argument("--steps", type=int, default=-1, help="also cap the steps (-1: time only)")
+    parser.add_argument("--data", type=Path, default=Path("data/embedded"))
+    parser.add_argument("--out", type=Path, default=Path("outputs/hcl_vs_baseline"))
+    args = parser.parse_args()
+    from hcl_plugin.eval.analyze import run_analysis
+
+    ensure_embedded_dataset(args.data)
+    results: Dict[str, List[Dict]] = {name: [] for name in (*RUNS, "random_init")}
+    for seed in args.seeds:
+        for name, lambda_hyp in RUNS.items():
+            run_dir = args.out / f"{name}_seed{seed}"
+            ckpt = pretrain(args.data, run_dir, seed, lambda_hyp, args.minutes, args.steps)
+            metrics = run_analysis(ckpt, args.data, run_dir / "analysis", progress=False)
+            metrics["steps"] = torch.load(ckpt, map_location="cpu", weights_only=False)["global_step"]
+            results[name].append(metrics)
+        control_dir = args.out / f"random_init_seed{seed}"
+        control_dir.mkdir(parents=True, exist_ok=True)
+        ckpt = random_init(args.out / f"hcl_seed{seed}" / "final.ckpt", control_dir, seed)
+        results["random_init"].append(run_analysis(ckpt, args.data, control_dir / "analysis", progress=False))
+
+    lines = [f"| metric | {' | '.join(results)} |", "|---|" + "---|" * len(results)]
+    for key in METRICS + ["steps"]:
+        lines.append(f"| {key} | " + " | ".join(summary([r.get(key) for r in runs]) for runs in results.values()) + " |")
+    table = "\n".join(lines)
+    print(f"seeds {args.seeds}, {args.minutes} min of training per run\n{table}")
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "results.json").write_text(json.dumps(
+        {"seeds": args.seeds, "minutes": args.minutes,
+         "runs": {name: [{k: r.get(k) for k in METRICS + ["steps"]} for r in runs] for name, runs in results.items()},
+         "table": table}, indent=2))
+    print(f"wrote {args.out}/results.json")
+
+
+if __name__ == "__main__":
+    main()

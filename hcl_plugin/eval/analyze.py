@@ -1,0 +1,390 @@
+"""The whole analysis of one model on one COCO-format scene set (``tools/analyze.py`` calls it).
+
+:func:`run_analysis` embeds whole images, scene crops and object crops, then computes
+
+* norms (HCL Fig. 3/4): hyperbolic distance to the origin of the whole-image embeddings (and the
+  Euclidean norm of the Euclidean head) against the number of objects and of distinct labels;
+* out-of-context detection (Fig. 5): object–image hyperbolic distance vs the ``out_of_context`` flag;
+* transfer proxies on backbone features: linear probe and kNN on object crops, multi-label probe
+  on whole images (trained on the train split, tested on the val split);
+
+and writes ``OUT/metrics.json``, ``OUT/report.md`` and the PNG plots. See docs/eval.md.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from typing import Any, Dict, List, Mapping, Optional, Tuple, Union
+
+import numpy as np
+import torch
+
+from hcl_plugin.eval.checkpoint import EvalModel, load_checkpoint
+from hcl_plugin.eval.features import SceneFeatures, extract_features
+from hcl_plugin.eval.metrics import to_numpy
+from hcl_plugin.eval.norms import (
+    clipped_fraction,
+    euclidean_norms,
+    hyperbolic_norms,
+    lowest_highest_per_class,
+    norm_correlations,
+    norm_summary,
+    norms_by_count,
+)
+from hcl_plugin.eval.out_of_context import object_scene_distances, out_of_context_metrics
+from hcl_plugin.eval.plots import (
+    plot_class_norm_grid,
+    plot_distance_histogram,
+    plot_norm_vs_count,
+    plot_out_of_context_examples,
+)
+from hcl_plugin.eval.probes import knn_top1, linear_probe_top1, multi_hot, multilabel_probe_map
+from hcl_plugin.eval.report import to_json_value, write_metrics_json, write_report_markdown
+from hcl_plugin.eval.scenes import SceneSet, count_array, load_split, read_scene_set
+
+__all__ = ["run_analysis", "as_eval_model", "select_hyperbolic_source", "HYPERBOLIC_SOURCES", "PLOT_FILES"]
+
+PathLike = Union[str, "os.PathLike[str]"]
+
+#: Plot key -> file name written into the output folder.
+PLOT_FILES: Dict[str, str] = {
+    "norm_vs_objects": "norm_vs_objects.png",
+    "euclidean_norm_vs_objects": "euclidean_norm_vs_objects.png",
+    "class_norm_grid": "class_norm_grid.png",
+    "ooc_examples": "ooc_examples.png",
+    "ooc_distance_hist": "ooc_distance_hist.png",
+}
+
+
+def as_eval_model(model_or_checkpoint: Union[EvalModel, PathLike, Mapping[str, Any]], trusted: bool = False) -> EvalModel:
+    """An :class:`EvalModel` from itself, a checkpoint path or a loaded checkpoint dict."""
+    if isinstance(model_or_checkpoint, EvalModel):
+        return model_or_checkpoint
+    if isinstance(model_or_checkpoint, torch.nn.Module):
+        raise TypeError(
+            "pass an EvalModel(backbone, projection_head, hyperbolic_head, c=..., image_size=...), "
+            f"not a bare {type(model_or_checkpoint).__name__}"
+        )
+    return load_checkpoint(model_or_checkpoint, trusted=trusted)
+
+
+HYPERBOLIC_SOURCES = ("auto", "hyperbolic_head", "projection_head")
+
+
+def select_hyperbolic_source(model: EvalModel, source: str = "auto") -> Tuple[EvalModel, Optional[str]]:
+    """The model whose ``embed`` gives the requested hyperbolic embeddings, and a note when it changed.
+
+    ``"hyperbolic_head"`` keeps the model (error without that head); ``"projection_head"`` uses
+    :math:`\\exp_0^c` of the Euclidean head (error without it); ``"auto"`` does the latter only when
+    the hyper-parameters say ``lambda_hyp == 0``: a hyperbolic head that got no gradient holds its
+    random initial weights, so its norms say nothing about training. The model passed in is not changed.
+    """
+    if source not in HYPERBOLIC_SOURCES:
+        raise ValueError(f"hyperbolic_source must be one of {HYPERBOLIC_SOURCES}, got {source!r}")
+    if source == "hyperbolic_head" and model.hyperbolic_head is None:
+        raise ValueError("hyperbolic_source='hyperbolic_head' but the model has no hyperbolic head")
+    if source == "projection_head" and model.projection_head is None:
+        raise ValueError("hyperbolic_source='projection_head' but the model has no projection head")
+    untrained = model.hyper_parameters.get("lambda_hyp") == 0
+    switch = model.hyperbolic_head is not None and model.projection_head is not None and (
+        source == "projection_head" or (source == "auto" and untrained))
+    if not switch:
+        return model, None
+    note = ("hyperbolic embeddings from expmap0 of the Euclidean head"
+            + (" (lambda_hyp = 0: the hyperbolic head was never trained)" if source == "auto" else ""))
+    return EvalModel(model.backbone, model.projection_head, None, c=model.c, image_size=model.image_size,
+                     hyper_parameters=model.hyper_parameters), note
+
+
+def _subset(scene_set: SceneSet, indices: np.ndarray, tag: str) -> SceneSet:
+    return SceneSet([scene_set.scenes[i] for i in indices], scene_set.categories,
+                    f"{scene_set.annotation_file} ({tag})", scene_set.image_root, scene_set.has_out_of_context)
+
+
+def _probe_sets(data_dir: str, eval_set: SceneSet, max_images: Optional[int], max_train_images: Optional[int],
+                seed: int) -> Tuple[SceneSet, Optional[SceneSet], str]:
+    """(probe train set, probe test set or None = the analysis set, protocol text)."""
+    train_file = os.path.join(data_dir, "annotations_train.json")
+    val_file = os.path.join(data_dir, "annotations_val.json")
+    if os.path.isfile(train_file) and os.path.isfile(val_file):
+        train = read_scene_set(train_file, eval_set.image_root, max_images=max_train_images)
+        same = os.path.abspath(val_file) == os.path.abspath(eval_set.annotation_file)
+        test = None if same else read_scene_set(val_file, eval_set.image_root, max_images=max_images)
+        return train, test, "trained on annotations_train.json, tested on annotations_val.json"
+    # No train/val pair: hold out 20 % of the analysis set's images (fixed seed), train on the rest.
+    order = np.random.default_rng(seed).permutation(len(eval_set))
+    n_test = max(1, len(eval_set) // 5)
+    test, train = np.sort(order[:n_test]), np.sort(order[n_test:])
+    if max_train_images is not None:
+        train = train[:max_train_images]
+    return (_subset(eval_set, train, "probe train"), _subset(eval_set, test, "probe test"),
+            f"no train/val pair in the data folder: 80/20 split of the analysis images (seed {seed})")
+
+
+def _scene_categories(features: SceneFeatures) -> List[torch.Tensor]:
+    return [s.category_ids for s in features.scene_set.scenes]
+
+
+def _ooc_examples(features: SceneFeatures, distances: np.ndarray, names: Mapping[int, str], count: int) -> List[Dict]:
+    scenes = features.scene_set.scenes
+    by_scene: Dict[int, List[int]] = {}
+    for row, s in enumerate(features.object_scene.tolist()):
+        by_scene.setdefault(s, []).append(row)
+    if features.object_out_of_context is not None:
+        flags = features.object_out_of_context.numpy()
+        chosen = [s for s in sorted(by_scene) if flags[by_scene[s]].any()]
+    else:
+        flags = None
+        chosen = [s for s in sorted(by_scene) if len(by_scene[s]) >= 2]
+    examples = []
+    for s in chosen[:count]:
+        rows = by_scene[s]
+        boxes = features.object_box[rows]
+        scene = scenes[s]
+        examples.append({
+            "path": scene.path,
+            "boxes": scene.boxes[boxes].numpy(),
+            "names": [names.get(int(c), str(int(c))) for c in scene.category_ids[boxes]],
+            "distances": distances[rows],
+            "out_of_context": flags[rows] if flags is not None else None,
+            "title": f"image {scene.image_id}" + (f" ({scene.extra['context']})" if "context" in scene.extra else ""),
+        })
+    return examples
+
+
+def run_analysis(
+    model_or_checkpoint: Union[EvalModel, PathLike, Mapping[str, Any]],
+    data_dir: PathLike,
+    out_dir: PathLike,
+    split: str = "auto",
+    batch_size: int = 64,
+    device: Union[str, torch.device, None] = "cpu",
+    num_workers: int = 0,
+    max_images: Optional[int] = None,
+    max_train_images: Optional[int] = None,
+    knn_k: int = 20,
+    knn_temperature: Optional[float] = 0.07,
+    probe_c: float = 1.0,
+    grid_k: int = 5,
+    grid_max_classes: Optional[int] = 20,
+    num_ooc_examples: int = 4,
+    hyperbolic_source: str = "auto",
+    trusted: bool = False,
+    progress: bool = True,
+    seed: int = 0,
+) -> Dict[str, Any]:
+    """Run the analysis and write ``metrics.json``, ``report.md`` and the plots into ``out_dir``.
+
+    Args:
+        model_or_checkpoint: an :class:`EvalModel` (in-memory backbone + heads + ``c`` +
+            ``image_size``), a checkpoint path, or a loaded checkpoint dict (docs/eval.md).
+        data_dir: COCO-format data folder (``DIR/images`` + ``DIR/annotations*.json``).
+        out_dir: output folder (created).
+        split: analysis split: ``"auto"`` (val if ``annotations_val.json`` exists, else all),
+            ``"val"``, ``"train"``, ``"all"``.
+        batch_size, device, num_workers: feature extraction.
+        max_images: use the first ``max_images`` images of the analysis split (and of the probe test split).
+        max_train_images: cap on the probes' training images.
+        knn_k, knn_temperature: kNN classifier (``None`` temperature = majority vote).
+        probe_c: inverse L2 strength of the logistic-regression probes.
+        grid_k: images per side in the Fig. 4 grid; grid_max_classes: rows shown.
+        num_ooc_examples: images in the Fig. 5 figure.
+        hyperbolic_source: ``"auto"``, ``"hyperbolic_head"`` or ``"projection_head"``
+            (:func:`select_hyperbolic_source`).
+        trusted: allow full unpickling of the checkpoint (runs code from the file).
+        progress: tqdm progress bars.
+        seed: seed of the 80/20 probe split used when the folder has no train/val pair.
+
+    Returns:
+        The metrics dict written to ``metrics.json`` (plain JSON types; flat headline keys including
+        :data:`~hcl_plugin.eval.report.REQUIRED_METRICS`, ``None`` where undefined, + ``"details"``).
+
+    Raises:
+        AnnotationsNotFoundError: no annotation file in ``data_dir`` (the message names the paths tried).
+        CheckpointMismatchError / CheckpointFormatError: the checkpoint does not fit the contract.
+    """
+    if hyperbolic_source not in HYPERBOLIC_SOURCES:
+        raise ValueError(f"hyperbolic_source must be one of {HYPERBOLIC_SOURCES}, got {hyperbolic_source!r}")
+    for name, value in (("max_images", max_images), ("max_train_images", max_train_images)):
+        if value is not None and value < 1:
+            raise ValueError(f"{name} must be >= 1 or None, got {value}")
+    timing: Dict[str, float] = {}
+    start = time.perf_counter()
+    data_dir = os.fspath(data_dir)
+    # Data first: a folder without annotations fails before a large checkpoint is read.
+    eval_set = load_split(data_dir, split, max_images=max_images)
+    if len(eval_set) == 0:
+        raise ValueError(f"{eval_set.annotation_file}: no image to analyse")
+    probe_train_set, probe_test_set, protocol = _probe_sets(data_dir, eval_set, max_images, max_train_images, seed)
+    if len(probe_train_set) == 0:
+        raise ValueError(f"{probe_train_set.annotation_file}: no image to train the probes on")
+    timing["read_annotations"] = time.perf_counter() - start
+
+    t = time.perf_counter()
+    out_dir = os.fspath(out_dir)
+    source = os.fspath(model_or_checkpoint) if isinstance(model_or_checkpoint, (str, os.PathLike)) else None
+    model, source_note = select_hyperbolic_source(as_eval_model(model_or_checkpoint, trusted=trusted),
+                                                  hyperbolic_source)
+    os.makedirs(out_dir, exist_ok=True)
+    timing["load_model"] = time.perf_counter() - t
+
+    common = dict(batch_size=batch_size, device=device, num_workers=num_workers, progress=progress)
+    t = time.perf_counter()
+    feats = extract_features(model, eval_set, ("image", "scene", "object"), desc="analysis crops", **common)
+    train_feats = extract_features(model, probe_train_set, ("image", "object"), desc="probe train crops", **common)
+    test_feats = feats if probe_test_set is None else extract_features(
+        model, probe_test_set, ("image", "object"), desc="probe test crops", **common)
+    timing["features"] = time.perf_counter() - t
+
+    notes: List[str] = [source_note] if source_note else []
+    names = eval_set.categories
+    c = model.c
+    num_objects = count_array(eval_set.scenes, "objects")
+    num_labels = count_array(eval_set.scenes, "labels")
+
+    # Norms (Fig. 3, Fig. 4).
+    t = time.perf_counter()
+    hyp_norm = hyperbolic_norms(feats.image.hyperbolic, c)
+    scene_norm = hyperbolic_norms(feats.scene.hyperbolic, c)
+    hyp_corr = norm_correlations(hyp_norm, num_objects, num_labels)
+    scene_corr = norm_correlations(scene_norm, num_objects, num_labels)
+    clip_r = getattr(model.hyperbolic_head, "clip_r", None)
+    clipped = clipped_fraction(hyp_norm, clip_r)
+    if hyp_corr["objects"]["spearman"] is None:
+        notes.append("norm correlations undefined: the hyperbolic norms (or the object counts) are constant"
+                     + (f"; {clipped:.0%} of the embeddings are at the clip radius (clip_r = {clip_r})" if clip_r else ""))
+    euc_corr = None
+    if feats.image.euclidean is not None:
+        euc_norm = euclidean_norms(feats.image.euclidean)
+        euc_corr = norm_correlations(euc_norm, num_objects, num_labels)
+    norm_tables = {"by_num_objects": norms_by_count(hyp_norm, num_objects),
+                   "by_num_labels": norms_by_count(hyp_norm, num_labels)}
+    selections = lowest_highest_per_class(hyp_norm, _scene_categories(feats), k=grid_k)
+    timing["norms"] = time.perf_counter() - t
+
+    # Out of context (Fig. 5).
+    t = time.perf_counter()
+    ooc_details: Dict[str, Dict] = {}
+    distances = np.zeros(0)
+    if feats.objects is not None and len(feats.objects):
+        d_image = object_scene_distances(feats.objects.hyperbolic, feats.image.hyperbolic, feats.object_scene, c)
+        d_scene = object_scene_distances(feats.objects.hyperbolic, feats.scene.hyperbolic, feats.object_scene, c)
+        distances = to_numpy(d_image)
+        if feats.object_out_of_context is not None:
+            ooc_details["image"] = out_of_context_metrics(d_image, feats.object_out_of_context)
+            ooc_details["scene_crop"] = out_of_context_metrics(d_scene, feats.object_out_of_context)
+            if ooc_details["image"]["auroc"] is None:
+                notes.append("out-of-context AUROC undefined: the analysed objects are all in context "
+                             "(or all out of context)")
+        else:
+            notes.append(f"{eval_set.annotation_file} has no per-object 'out_of_context' field: "
+                         "out-of-context metrics are undefined (distances are still plotted)")
+    else:
+        notes.append("no annotated object in the analysis split: out-of-context metrics undefined")
+    timing["out_of_context"] = time.perf_counter() - t
+
+    # Transfer proxies.
+    t = time.perf_counter()
+    linear = linear_probe_top1(train_feats.objects.backbone, train_feats.object_category,
+                               test_feats.objects.backbone, test_feats.object_category, C=probe_c)
+    classes = sorted(set(probe_train_set.categories) | set(eval_set.categories))
+    multilabel = multilabel_probe_map(
+        train_feats.image.backbone, multi_hot(_scene_categories(train_feats), classes),
+        test_feats.image.backbone, multi_hot(_scene_categories(test_feats), classes), C=probe_c)
+    knn = knn_top1(train_feats.objects.backbone, train_feats.object_category,
+                   test_feats.objects.backbone, test_feats.object_category, k=knn_k, temperature=knn_temperature)
+    if linear["converged"] is False or multilabel["converged"] is False:
+        notes.append("a logistic-regression probe stopped at max_iter before converging")
+    timing["probes"] = time.perf_counter() - t
+
+    # Plots.
+    t = time.perf_counter()
+    plots: Dict[str, Optional[str]] = {k: None for k in PLOT_FILES}
+    path = lambda key: os.path.join(out_dir, PLOT_FILES[key])  # noqa: E731
+    plots["norm_vs_objects"] = plot_norm_vs_count(
+        {"number of objects": norm_tables["by_num_objects"], "number of distinct labels": norm_tables["by_num_labels"]},
+        path("norm_vs_objects"), title=f"hyperbolic norm of whole images ({model.hyperbolic_source})")
+    if euc_corr is not None:
+        plots["euclidean_norm_vs_objects"] = plot_norm_vs_count(
+            {"number of objects": norms_by_count(euc_norm, num_objects)}, path("euclidean_norm_vs_objects"),
+            ylabel="Euclidean norm of the projection head output")
+    if selections:
+        plots["class_norm_grid"] = plot_class_norm_grid(
+            selections, [s.path for s in eval_set.scenes], to_numpy(hyp_norm).tolist(), names,
+            path("class_norm_grid"), max_classes=grid_max_classes)
+    if distances.size:
+        examples = _ooc_examples(feats, distances, names, num_ooc_examples)
+        if examples:
+            plots["ooc_examples"] = plot_out_of_context_examples(
+                examples, path("ooc_examples"),
+                title="first images (by id) with an out-of-context object" if feats.object_out_of_context is not None
+                else "first images (by id) with two or more objects")
+        plots["ooc_distance_hist"] = plot_distance_histogram(
+            distances, None if feats.object_out_of_context is None else feats.object_out_of_context.numpy(),
+            path("ooc_distance_hist"))
+    timing["plots"] = time.perf_counter() - t
+    timing["total"] = time.perf_counter() - start
+
+    ooc_image = ooc_details.get("image", {})
+    ooc_scene = ooc_details.get("scene_crop", {})
+    metrics: Dict[str, Any] = {
+        "norm_spearman": hyp_corr["objects"]["spearman"],
+        "norm_pearson": hyp_corr["objects"]["pearson"],
+        "ooc_auroc": ooc_image.get("auroc"),
+        "ooc_ap": ooc_image.get("ap"),
+        "linear_top1": linear["top1"],
+        "multilabel_map": multilabel["map"],
+        "knn_top1": knn["top1"],
+        "norm_spearman_labels": hyp_corr["labels"]["spearman"],
+        "norm_pearson_labels": hyp_corr["labels"]["pearson"],
+        "norm_spearman_euclidean": euc_corr["objects"]["spearman"] if euc_corr else None,
+        "norm_pearson_euclidean": euc_corr["objects"]["pearson"] if euc_corr else None,
+        "norm_spearman_scene": scene_corr["objects"]["spearman"],
+        "ooc_auroc_scene": ooc_scene.get("auroc"),
+        "ooc_ap_scene": ooc_scene.get("ap"),
+        "ooc_positive_rate": ooc_image.get("positive_rate"),
+        "hyp_norm_mean": norm_summary(hyp_norm)["mean"],
+        "hyp_norm_std": norm_summary(hyp_norm)["std"],
+        "hyp_clipped_fraction": clipped,
+        "num_images": len(eval_set),
+        "num_objects": eval_set.num_objects_total,
+        "details": {
+            "model": {
+                "source": source,
+                "backbone": model.hyper_parameters.get("backbone", type(model.backbone).__name__),
+                "hyperbolic_source": model.hyperbolic_source,
+                "c": c,
+                "image_size": model.image_size,
+                "clip_r": clip_r,
+                "hyper_parameters": model.hyper_parameters,
+            },
+            "data": {
+                "data_dir": data_dir,
+                "split": split,
+                "annotation_file": eval_set.annotation_file,
+                "num_images": len(eval_set),
+                "num_objects": eval_set.num_objects_total,
+                "has_out_of_context": eval_set.has_out_of_context,
+                "categories": {str(k): v for k, v in names.items()},
+            },
+            "norms": {
+                "hyperbolic_image": {"summary": norm_summary(hyp_norm), "correlation": hyp_corr},
+                "hyperbolic_scene_crop": {"summary": norm_summary(scene_norm), "correlation": scene_corr},
+                "euclidean_image": ({"summary": norm_summary(euc_norm), "correlation": euc_corr} if euc_corr else None),
+                **norm_tables,
+                "lowest_highest_per_class": {str(k): {"lowest": lo, "highest": hi} for k, (lo, hi) in selections.items()},
+            },
+            "out_of_context": ooc_details,
+            "probes": {"protocol": protocol, "linear": linear, "multilabel": {**multilabel, "classes": classes},
+                       "knn": knn, "train_images": len(probe_train_set),
+                       "test_images": len(probe_test_set) if probe_test_set is not None else len(eval_set)},
+            "plots": {k: (os.path.basename(v) if v else None) for k, v in plots.items()},
+            "notes": notes,
+            "timing": timing,
+        },
+    }
+    metrics = to_json_value(metrics)
+    write_metrics_json(metrics, os.path.join(out_dir, "metrics.json"))
+    write_report_markdown(metrics, plots, os.path.join(out_dir, "report.md"), notes)
+    return metrics
