@@ -36,7 +36,7 @@ def pretrain(data: Path, out: Path, seed: int, lambda_hyp: float, minutes: float
     final = out / "final.ckpt"
     if not final.exists():
         moco_hcl.main(["--embedded-dir", str(data), "--image-size", "64", "--batch-size", "32", "--epochs", "1000",
-                       "--max-minutes", str(minutes), "--max-steps", str(steps), "--memory-bank-size", "4096",
+                       "--max-minutes", str(minutes), "--max-steps", str(steps), "--memory-bank-size", "1024",
                        "--lambda-hyp", str(lambda_hyp), "--num-workers", "1", "--out", str(out), "--seed", str(seed),
                        "--checkpoint-every", "1000", "--no-progress-bar"])
     return final

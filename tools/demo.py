@@ -45,8 +45,8 @@ def train(args: argparse.Namespace, out: Path) -> Path:
     if run_dir.exists():
         shutil.rmtree(run_dir)  # a fresh run: old logs would mix into the loss curve
     moco_hcl.main([
-        "--embedded-dir", str(args.data), "--image-size", "64", "--batch-size", "32", "--epochs", "1000",
-        "--max-minutes", str(args.minutes), "--memory-bank-size", "4096", "--lr", "0.06",
+        "--embedded-dir", str(args.data), "--image-size", "64", "--batch-size", str(args.batch_size), "--epochs", "1000",
+        "--max-minutes", str(args.minutes), "--memory-bank-size", "1024", "--lr", "0.06",
         "--num-workers", "1", "--out", str(run_dir), "--checkpoint-every", "100", "--seed", str(args.seed),
     ])
     shutil.copyfile(run_dir / "final.ckpt", final)
@@ -99,12 +99,14 @@ def main(argv=None) -> None:
     parser.add_argument("--data", type=Path, default=Path("data/embedded"))
     parser.add_argument("--minutes", type=float, default=7.0, help="training-time budget")
     parser.add_argument("--retrain", action="store_true")
+    parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--embedded-images", type=int, default=1000, help="size of the embedded set when built")
     args = parser.parse_args(argv)
     from hcl_plugin.eval.analyze import run_analysis
 
     args.out.mkdir(parents=True, exist_ok=True)
-    ensure_embedded_dataset(args.data)
+    ensure_embedded_dataset(args.data, num_images=args.embedded_images)
     trained = train(args, args.out)
     rows = loss_curve(args.out / "train", args.out)
     results = {
@@ -117,7 +119,8 @@ def main(argv=None) -> None:
     (args.out / "metrics.json").write_text(json.dumps(summary, indent=2))
     lines = [
         "# hcl_plugin demo: MoCo-v2 + HCL on the embedded scene set", "",
-        f"Pretrained `lightly_examples/moco_hcl.py` (ResNet-18, 64 px, batch 32, λ = 0.1, c = 0.05) for {steps} steps "
+        f"Pretrained `lightly_examples/moco_hcl.py` (ResNet-18, 64 px, batch {args.batch_size}, queue 1024, λ = 0.1, "
+        f"c = 0.05) for {steps} steps "
         f"on `{args.data}`; checkpoint `{trained}`. The control is the same network at random initialisation.", "",
         "| metric | MoCo-v2 + HCL | random init |", "|---|---|---|",
         *[f"| {k} | {fmt(results['hcl'].get(k))} | {fmt(results['random_init'].get(k))} |" for k in HEADLINE], "",

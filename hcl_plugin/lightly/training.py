@@ -118,7 +118,13 @@ def build_dataloader(args: argparse.Namespace, drop_last: bool = True) -> DataLo
                       persistent_workers=args.num_workers > 0)
 
 
-def build_trainer(args: argparse.Namespace, callbacks: Optional[List[pl.Callback]] = None) -> pl.Trainer:
+def build_trainer(args: argparse.Namespace, callbacks: Optional[List[pl.Callback]] = None,
+                  use_distributed_sampler: bool = True) -> pl.Trainer:
+    """Trainer with a progress bar, CSV logs, checkpoints every ``--checkpoint-every`` steps and ``last.ckpt``.
+
+    ``use_distributed_sampler=False`` for data loaders whose batch sampler shards itself (UHML's
+    balanced sampler).
+    """
     args.out.mkdir(parents=True, exist_ok=True)
     checkpoint = pl.callbacks.ModelCheckpoint(dirpath=args.out / "checkpoints", every_n_train_steps=args.checkpoint_every,
                                               save_top_k=-1, save_last=True, filename="step{step}",
@@ -137,6 +143,7 @@ def build_trainer(args: argparse.Namespace, callbacks: Optional[List[pl.Callback
         log_every_n_steps=args.log_every,
         enable_progress_bar=not args.no_progress_bar,
         logger=pl.loggers.CSVLogger(args.out, name="logs"),
+        use_distributed_sampler=use_distributed_sampler,
         deterministic=False,
     )
 

@@ -1,0 +1,230 @@
+r"""UHML's embedding network: torchvision ResNet -> linear -> learnable scale -> (clipping) -> expmap0.
+
+UHML [1] maps images with a backbone and a linear layer onto the Poincaré ball. The released code
+L2-normalises the linear output before :math:`\exp_0` (c = 1), which puts every point at the same
+norm :math:`\tanh(1)`: the distance to the origin then carries no information (DESIGN.md section 3).
+Here there is **no normalisation**; instead the linear output is multiplied by a learnable scalar
+:math:`s = e^{\log s}` (stored as its log, as in MERU [3]), so the network can set the range of the
+norms without every point being pinned to one sphere, and optionally clipped at radius ``clip_r``
+(feature clipping [2]) so that no point reaches the boundary, where the distance ratios of the loss
+become extreme:
+
+.. math:: z = \exp_0^c\big(\operatorname{clip}_r(s\,(W f(x) + b))\big).
+
+The scale starts at ``feature_scale`` (default :math:`1/\sqrt{D}`). Measured at random
+initialisation on 32 px inputs (D = 128): the unscaled linear outputs have norms of 6.8-9.9 (5-95 %)
+for ResNet-18 and 8.5-11.9 for ResNet-50 in training mode (batch statistics), but only about 0.5 in
+eval mode (BatchNorm's initial running statistics). With a scale of 1 and ``clip_r = 2.3`` every
+training point would be clipped, so the scale would get no gradient and every norm would be equal
+(DESIGN.md section 4); :math:`1/\sqrt{D}` puts the training-mode norms near 0.7 (none clipped),
+and the scale is learnt from there. :attr:`UHMLEmbedding.stats` records the clipped fraction
+and the hyperbolic norms of the last forward pass as health metrics (DESIGN.md section 4).
+
+Weights (``weights=`` a local file; nothing is downloaded): a torchvision ResNet ``state_dict``
+(``conv1.weight``, ...; its ``fc.*`` entries are dropped, the classifier is replaced by the linear
+layer), or a checkpoint of this project — a dict with ``"state_dict"`` whose entries
+``backbone.<torchvision key>`` (HCL / MoCo / SimCLR examples) or ``embedding.backbone.<key>`` (the
+UHML example) hold the backbone; other entries (heads, momentum encoders, queues) are ignored. The
+backbone is loaded **strictly**: missing, unexpected or wrongly shaped keys raise
+:class:`WeightsMismatchError` listing them. Files are read with ``torch.load(weights_only=True)``.
+
+torchvision is imported when the module is built (the ``data`` extra), not when this file is imported.
+
+[1] J. Yan, L. Luo, C. Deng, H. Huang. "Unsupervised Hyperbolic Metric Learning". CVPR 2021.
+[2] Y. Guo et al. "Clipped Hyperbolic Classifiers Are Super-Hyperbolic Classifiers". CVPR 2022.
+[3] K. Desai et al. "Hyperbolic Image-Text Representations". ICML 2023.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from typing import Dict, List, Mapping, Optional, Tuple, Union
+
+import torch
+from torch import Tensor, nn
+
+from hcl_plugin.geometry import Curvature, clip_features, dist0, expmap0
+
+__all__ = ["BACKBONES", "UHMLEmbedding", "WeightsMismatchError", "backbone_state_dict", "build_resnet"]
+
+BACKBONES = ("resnet18", "resnet34", "resnet50", "resnet101")
+#: Prefixes under which a project checkpoint's ``state_dict`` holds the torchvision backbone.
+BACKBONE_PREFIXES = ("backbone.", "embedding.backbone.")
+PathLike = Union[str, "os.PathLike[str]"]
+
+
+class WeightsMismatchError(ValueError):
+    """A weights file does not fit the backbone; the message lists the missing/unexpected/mis-shaped keys."""
+
+
+def build_resnet(name: str) -> Tuple[nn.Module, int]:
+    """A randomly initialised torchvision ResNet with ``fc = Identity`` (torchvision key names) and its width."""
+    import torchvision
+
+    if name not in BACKBONES:
+        raise ValueError(f"backbone must be one of {BACKBONES}, got {name!r}")
+    model = getattr(torchvision.models, name)(weights=None)
+    width = model.fc.in_features
+    model.fc = nn.Identity()
+    return model, width
+
+
+def backbone_state_dict(source: Union[PathLike, Mapping[str, object]]) -> Tuple[Dict[str, Tensor], str]:
+    """The torchvision backbone entries of a weights file or loaded object, and a description of the format.
+
+    Accepts a torchvision ``state_dict`` (``fc.*`` dropped), or a dict with ``"state_dict"`` holding
+    ``backbone.<key>`` or ``embedding.backbone.<key>`` entries (the first prefix found wins).
+
+    Raises:
+        FileNotFoundError: the path does not exist.
+        WeightsMismatchError: nothing in the file looks like a ResNet backbone.
+    """
+    name = "weights"
+    if not isinstance(source, Mapping):
+        name = os.fspath(source)
+        if not os.path.isfile(name):
+            raise FileNotFoundError(f"weights file {name!r} does not exist")
+        source = torch.load(name, map_location="cpu", weights_only=True)
+    if not isinstance(source, Mapping):
+        raise WeightsMismatchError(f"{name}: expected a state_dict or a checkpoint dict, got {type(source).__name__}")
+    state = source.get("state_dict", source)
+    if not isinstance(state, Mapping):
+        raise WeightsMismatchError(f"{name}: 'state_dict' is a {type(state).__name__}, not a mapping")
+    tensors = {k: v for k, v in state.items() if isinstance(v, Tensor)}
+    for prefix in BACKBONE_PREFIXES:
+        picked = {k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)}
+        if picked:
+            return picked, f"checkpoint ({prefix}* entries)"
+    if "conv1.weight" in tensors:
+        return {k: v for k, v in tensors.items() if not k.startswith("fc.")}, "torchvision state_dict"
+    sample = ", ".join(sorted(tensors)[:5]) or "no tensors"
+    raise WeightsMismatchError(
+        f"{name}: no backbone weights found — expected a torchvision ResNet state_dict (conv1.weight, ...) "
+        f"or a checkpoint whose state_dict has {' or '.join(p + '<key>' for p in BACKBONE_PREFIXES)} entries; "
+        f"first keys: {sample}"
+    )
+
+
+def _list(keys: List[str], limit: int = 20) -> str:
+    shown = ", ".join(keys[:limit])
+    return shown + (f", ... ({len(keys) - limit} more)" if len(keys) > limit else "")
+
+
+def load_backbone_strict(backbone: nn.Module, weights: Union[PathLike, Mapping[str, object]]) -> str:
+    """Load ``weights`` into ``backbone`` strictly; return the detected format.
+
+    Raises:
+        WeightsMismatchError: listing missing, unexpected and wrongly shaped keys.
+    """
+    state, kind = backbone_state_dict(weights)
+    expected = backbone.state_dict()
+    missing = sorted(set(expected) - set(state))
+    unexpected = sorted(set(state) - set(expected))
+    shapes = sorted(f"{k} {tuple(state[k].shape)} != {tuple(expected[k].shape)}"
+                    for k in set(state) & set(expected) if state[k].shape != expected[k].shape)
+    if missing or unexpected or shapes:
+        where = weights if not isinstance(weights, Mapping) else "weights"
+        parts = [f"{len(missing)} missing: {_list(missing)}" if missing else "",
+                 f"{len(unexpected)} unexpected: {_list(unexpected)}" if unexpected else "",
+                 f"{len(shapes)} with other shapes: {_list(shapes)}" if shapes else ""]
+        raise WeightsMismatchError(
+            f"{where} ({kind}) does not match the backbone: " + "; ".join(p for p in parts if p)
+            + " — is --backbone the architecture the weights were trained with?"
+        )
+    backbone.load_state_dict(state, strict=True)
+    return kind
+
+
+class UHMLEmbedding(nn.Module):
+    r"""Backbone -> linear (to ``dim``) -> learnable scale -> optional clipping -> :math:`\exp_0^c`.
+
+    See the module docstring for the design (no L2 normalisation before ``expmap0``) and the accepted
+    weight files.
+
+    Args:
+        backbone: torchvision ResNet name (``fc`` replaced by ``Identity``; random init unless ``weights``).
+        dim: embedding dimension D.
+        c: curvature magnitude of the ball (UHML: 1), a float or a :class:`~hcl_plugin.geometry.Curvature`.
+        clip_r: feature-clipping radius before ``expmap0``; ``None`` = no clipping.
+        feature_scale: initial value of the scale of the linear output (> 0); ``None``: :math:`1/\sqrt{D}`.
+        learn_scale: learn the scale (else it is a fixed buffer).
+        weights: optional local weights file for the backbone (see the module docstring).
+
+    Attributes:
+        backbone, linear: the torchvision ResNet and the ``nn.Linear(width, dim)``.
+        log_scale: log of the feature scale (a parameter or a buffer).
+        stats: detached health metrics of the last forward (``clipped_fraction``, ``hyp_norm_{mean,min,max}``).
+        weights_format: how ``weights`` was read (``None`` without weights).
+
+    Raises:
+        ValueError: unknown backbone, dim < 1, clip_r or feature_scale <= 0.
+        WeightsMismatchError: ``weights`` does not fit the backbone (lists the keys).
+
+    Example:
+        >>> net = UHMLEmbedding("resnet18", dim=16, c=1.0, clip_r=2.3)
+        >>> z = net(torch.rand(2, 3, 32, 32))
+        >>> bool((z.norm(dim=1) < 1).all())
+        True
+    """
+
+    def __init__(
+        self,
+        backbone: str = "resnet18",
+        dim: int = 128,
+        c: Union[float, Curvature] = 1.0,
+        clip_r: Optional[float] = 2.3,
+        feature_scale: Optional[float] = None,
+        learn_scale: bool = True,
+        weights: Optional[PathLike] = None,
+    ) -> None:
+        super().__init__()
+        if int(dim) != dim or dim < 1:
+            raise ValueError(f"dim must be a positive integer, got {dim}")
+        if clip_r is not None and not clip_r > 0:
+            raise ValueError(f"clip_r must be > 0 or None, got {clip_r}")
+        if feature_scale is None:
+            feature_scale = 1 / math.sqrt(dim)
+        if not feature_scale > 0:
+            raise ValueError(f"feature_scale must be > 0, got {feature_scale}")
+        self.backbone, width = build_resnet(backbone)
+        self.weights_format = None if weights is None else load_backbone_strict(self.backbone, weights)
+        self.linear = nn.Linear(width, int(dim))
+        self.curvature = c if isinstance(c, Curvature) else Curvature(float(c))
+        self.clip_r = clip_r
+        log_scale = torch.tensor(math.log(feature_scale))
+        if learn_scale:
+            self.log_scale = nn.Parameter(log_scale)
+        else:
+            self.register_buffer("log_scale", log_scale)
+        self.stats: Dict[str, Tensor] = {}
+
+    @property
+    def c(self) -> Union[float, Tensor]:
+        """The curvature magnitude (a float when fixed, a 0-dim tensor when learnable)."""
+        return self.curvature()
+
+    def to_tangent(self, images: Tensor) -> Tensor:
+        """Tangent-space (Euclidean) features before ``expmap0``: backbone, linear, scale, clipping."""
+        v = self.linear(self.backbone(images)) * self.log_scale.exp()
+        if self.clip_r is not None:
+            v = clip_features(v, self.clip_r)
+        return v
+
+    def forward(self, images: Tensor) -> Tensor:
+        """(B, 3, H, W) images -> (B, dim) points strictly inside the ball (float32, or float64 for float64 input)."""
+        v = self.to_tangent(images)
+        c = self.curvature()
+        z = expmap0(v, c)
+        with torch.no_grad():
+            norms = dist0(z, c)
+            clipped = torch.zeros((), device=z.device)
+            if self.clip_r is not None:
+                clipped = (v.norm(dim=1) >= self.clip_r * (1 - 1e-6)).float().mean()
+            self.stats = {"clipped_fraction": clipped, "hyp_norm_mean": norms.mean(),
+                          "hyp_norm_min": norms.min(), "hyp_norm_max": norms.max(),
+                          "feature_scale": self.log_scale.detach().exp()}
+        return z
+
+    def extra_repr(self) -> str:
+        return f"clip_r={self.clip_r}"
