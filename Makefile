@@ -29,7 +29,7 @@ test-quick: venv
 # Main job: pretrain MoCo-v2 + HCL on the embedded data set (<= 7 min of training), analyse it
 # against a random-init control, write outputs/demo/ (checkpoint, metrics.json, plots, report.md).
 demo: venv
-	$(PY) tools/demo.py --out outputs/demo
+	$(PY) tools/demo.py --out outputs/demo $(DEMO_ARGS)
 
 bench: venv
 	$(PY) benchmarks/bench_loss.py --out outputs/bench_loss.json

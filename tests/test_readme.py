@@ -29,3 +29,13 @@ def test_lightly_snippet_runs():
     loss.backward()
     assert torch.isfinite(loss)
     assert int(namespace["criterion"].hyperbolic.memory_bank.ptr) == 4
+
+
+def test_uhml_snippet_runs():
+    blocks = re.findall(r"```python\n(.*?)```", README.read_text(), re.S)
+    snippet = next(b for b in blocks if "HierarchicalLogRatioLoss" in b)
+    namespace: dict = {}
+    exec(compile(snippet, str(README), "exec"), namespace)
+    loss = namespace["loss"]
+    loss.backward()
+    assert torch.isfinite(loss) and namespace["labels"].shape == (2, 2000)
