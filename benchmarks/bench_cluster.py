@@ -28,21 +28,9 @@ from sklearn.metrics import adjusted_rand_score
 
 from hcl_plugin.cluster import default_num_centroids, hierarchical_labels
 from hcl_plugin.geometry import expmap0
+from peak_memory import reset_peak, vm_kib  # benchmarks/peak_memory.py, beside this script
 
 C = 1.0
-
-
-def vm_kib(field: str) -> int:
-    with open("/proc/self/status") as status:
-        for line in status:
-            if line.startswith(field):
-                return int(line.split()[1])
-    raise RuntimeError(f"{field} not in /proc/self/status")
-
-
-def reset_peak() -> None:
-    with open("/proc/self/clear_refs", "w") as refs:
-        refs.write("5")  # VmHWM := current VmRSS
 
 
 def planted(n: int, dim: int, fine: int, coarse: int, seed: int, noise: float):

@@ -31,27 +31,9 @@ import torch
 from hcl_plugin.geometry import expmap0
 from hcl_plugin.losses import HyperbolicInfoNCELoss, InfoNCELoss
 from hcl_plugin.losses.poincare_logsumexp import BlockWorkspace
+from peak_memory import peak_rise_mib  # benchmarks/peak_memory.py, beside this script
 
 C, TAU = 0.05, 0.2
-
-
-def _rss_kib(field: str) -> int:
-    with open("/proc/self/status") as status:
-        for line in status:
-            if line.startswith(field):
-                return int(line.split()[1])
-    raise RuntimeError(f"{field} not in /proc/self/status")
-
-
-def peak_memory_mib(fn: Callable[[], None]) -> float:
-    """Rise of the peak resident set size (MiB) over one call of ``fn`` (Linux only; NaN elsewhere)."""
-    if not os.path.exists("/proc/self/clear_refs"):
-        return float("nan")
-    base = _rss_kib("VmRSS:")
-    with open("/proc/self/clear_refs", "w") as refs:
-        refs.write("5")  # reset VmHWM to the current RSS
-    fn()
-    return (_rss_kib("VmHWM:") - base) / 1024
 
 
 def timed(fn: Callable[[], None]) -> float:
@@ -120,7 +102,7 @@ def measure_memory(cases: Dict[str, Callable[[], None]]) -> Dict[str, float]:
     def once(fn: Callable[[], None]) -> float:
         if hasattr(fn, "reset"):
             fn.reset()
-        return peak_memory_mib(fn)
+        return peak_rise_mib(fn)
 
     return {n: statistics.median(once(fn) for _ in range(3)) for n, fn in cases.items()}
 
