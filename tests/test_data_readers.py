@@ -7,7 +7,7 @@ import json
 import pytest
 import torch
 
-from data_helpers import annotation, write_coco, write_image
+from tests.data_helpers import annotation, write_coco, write_image
 from hcl_plugin.data.readers import AnnotationError, read_coco, read_openimages, read_proposal_boxes
 
 

@@ -19,7 +19,7 @@ from pycocotools import mask as mask_utils
 from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
-from data_helpers import animals_or_skip
+from tests.data_helpers import animals_or_skip
 from hcl_plugin.data.animal_mnist import (
     ANIMAL_CLASSES,
     AnimalMNISTUnavailable,

@@ -15,14 +15,14 @@ import pytest
 import torch
 from torch import nn
 
-from data_helpers import animals_or_skip
-from eval_helpers import contract_checkpoint, contract_hparams
+from tests.data_helpers import animals_or_skip
+from tests.eval_helpers import contract_checkpoint, contract_hparams
 from hcl_plugin.eval.analyze import PLOT_FILES, run_analysis
 from hcl_plugin.eval.checkpoint import EuclideanProjectionHead, EvalModel
 from hcl_plugin.eval.report import REQUIRED_METRICS
 from hcl_plugin.eval.scenes import AnnotationsNotFoundError
 from hcl_plugin.modules import PoincareProjectionHead
-from test_eval_plots import check_png
+from tests.test_eval_plots import check_png
 
 ROOT = Path(__file__).resolve().parents[1]
 FRAMEWORKS = ("lightly", "pytorch_lightning", "lightning", "mmcv", "mmengine", "mmselfsup", "mmdet")

@@ -9,7 +9,7 @@ import pytest
 import torch
 from torch.nn import functional as F
 
-from eval_helpers import contract_checkpoint, contract_hparams
+from tests.eval_helpers import contract_checkpoint, contract_hparams
 from hcl_plugin.eval import checkpoint as ckpt_module
 from hcl_plugin.eval.checkpoint import (
     CheckpointAdapter,

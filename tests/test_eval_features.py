@@ -9,7 +9,7 @@ import torch
 from PIL import Image
 from torch import nn
 
-from data_helpers import annotation, write_coco, write_image
+from tests.data_helpers import annotation, write_coco, write_image
 from hcl_plugin.data.readers import AnnotationError
 from hcl_plugin.eval.checkpoint import EuclideanProjectionHead, EvalModel
 from hcl_plugin.eval.features import SceneCropDataset, crop_pixels, extract_features, preprocess_crop

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from data_helpers import write_image
+from tests.data_helpers import write_image
 from hcl_plugin.eval.plots import (
     plot_class_norm_grid,
     plot_distance_histogram,

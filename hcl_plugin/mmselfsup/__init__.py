@@ -1,0 +1,47 @@
+"""HCL as MMSelfSup 1.0 components (registered on import).
+
+Load them from a config with::
+
+    custom_imports = dict(imports=['hcl_plugin.mmselfsup'], allow_failed_imports=False)
+
+Registered in MMSelfSup's registries (``default_scope='mmselfsup'``):
+
+- ``MODELS``: ``HCLMoCoV2``, ``HCLDenseCL`` (algorithms), ``PoincareNeck``, ``HyperbolicContrastiveHead``;
+- ``DATASETS``: ``SceneBoxDataset`` (COCO JSON / COCO-format proposals / OpenImages CSV);
+- ``TRANSFORMS``: ``SampleSceneObjectBoxes``, ``SceneObjectMultiView``;
+- ``HOOKS``: ``HCLLambdaWarmupHook``;
+- UHML (:mod:`hcl_plugin.mmselfsup.uhml`): ``UHML`` and ``UHMLNeck`` (``MODELS``), ``UHMLImageFolder``
+  (``DATASETS``), ``UHMLBalancedBatchSampler`` (``DATA_SAMPLERS``), ``UHMLReclusterHook`` (``HOOKS``).
+
+Importing this package also makes MMEngine's local checkpoint loading work under torch >= 2.6
+(:mod:`hcl_plugin.mmselfsup.checkpoint_loading`). The framework-free core (``hcl_plugin.geometry``,
+``losses``, ``modules``, ``data``) does the work; these are thin wrappers.
+"""
+
+from hcl_plugin.mmselfsup import checkpoint_loading, compat
+from hcl_plugin.mmselfsup.algorithms import HCLDenseCL, HCLMoCoV2
+from hcl_plugin.mmselfsup.datasets import SceneBoxDataset
+from hcl_plugin.mmselfsup.heads import HyperbolicContrastiveHead
+from hcl_plugin.mmselfsup.hooks import HCLLambdaWarmupHook
+from hcl_plugin.mmselfsup.necks import PoincareNeck
+from hcl_plugin.mmselfsup.transforms import SampleSceneObjectBoxes, SceneObjectMultiView
+from hcl_plugin.mmselfsup.uhml import UHML, UHMLBalancedBatchSampler, UHMLImageFolder, UHMLNeck, UHMLReclusterHook
+
+compat.drop_missing_registry_locations()
+checkpoint_loading.install()
+
+__all__ = [
+    "HCLMoCoV2",
+    "HCLDenseCL",
+    "PoincareNeck",
+    "HyperbolicContrastiveHead",
+    "SceneBoxDataset",
+    "SampleSceneObjectBoxes",
+    "SceneObjectMultiView",
+    "HCLLambdaWarmupHook",
+    "UHML",
+    "UHMLNeck",
+    "UHMLImageFolder",
+    "UHMLBalancedBatchSampler",
+    "UHMLReclusterHook",
+]

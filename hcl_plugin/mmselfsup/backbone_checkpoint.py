@@ -1,0 +1,51 @@
+"""Backbone weights out of an MMSelfSup pretraining checkpoint (``tools/extract_backbone.py``).
+
+MMSelfSup/MMEngine checkpoints hold ``state_dict`` keys like ``backbone.layer1.0.conv1.weight`` beside
+the necks, heads, the momentum encoder and the queues. Detection and classification code expects the
+bare backbone names (``layer1.0.conv1.weight``): the "missing keys / unexpected keys" that MMSelfSup and
+MMDetection users keep reporting come from loading the whole checkpoint, or one with the prefix.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from typing import Any, Dict
+
+import torch
+
+from hcl_plugin.mmselfsup.checkpoint_loading import load_local_checkpoint
+
+__all__ = ["extract_backbone", "BackboneNotFoundError"]
+
+
+class BackboneNotFoundError(KeyError):
+    """No key of the checkpoint starts with the requested prefix; the message lists the prefixes there."""
+
+    def __str__(self) -> str:  # KeyError would quote the message
+        return str(self.args[0])
+
+
+def extract_backbone(checkpoint_path: str, prefix: str = "backbone.") -> Dict[str, Any]:
+    """``{'state_dict': backbone weights without prefix, 'meta': provenance}`` from a checkpoint file.
+
+    Raises:
+        FileNotFoundError: the file does not exist.
+        BackboneNotFoundError: no ``state_dict`` key starts with ``prefix``.
+    """
+    checkpoint = load_local_checkpoint(checkpoint_path, map_location="cpu")
+    state = checkpoint.get("state_dict", checkpoint) if isinstance(checkpoint, dict) else None
+    if not isinstance(state, dict):
+        raise BackboneNotFoundError(f"{checkpoint_path}: no state_dict (got {type(checkpoint).__name__})")
+    backbone = {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix) and torch.is_tensor(v)}
+    if not backbone:
+        prefixes = Counter(k.split(".", 1)[0] + "." for k in state)
+        raise BackboneNotFoundError(
+            f"{checkpoint_path}: no key starts with {prefix!r}; top-level prefixes there: "
+            + ", ".join(f"{p} ({n})" for p, n in prefixes.most_common())
+        )
+    meta = dict(checkpoint.get("meta", {}) or {}) if isinstance(checkpoint, dict) else {}
+    return {
+        "state_dict": backbone,
+        "meta": {"source": str(checkpoint_path), "prefix": prefix, "iter": meta.get("iter"), "epoch": meta.get("epoch"),
+                 "experiment_name": meta.get("experiment_name")},
+    }

@@ -1,0 +1,173 @@
+"""HCL's crops as MMSelfSup transforms: ``SampleSceneObjectBoxes`` and ``SceneObjectMultiView``.
+
+A pipeline in MMSelfSup's style::
+
+    train_pipeline = [
+        dict(type='LoadImageFromFile'),
+        dict(type='SampleSceneObjectBoxes', min_box_size=56),          # object box + scene box
+        dict(type='SceneObjectMultiView',
+             object_transforms=mocov2_view_pipeline,                    # views 0, 1 (baseline)
+             scene_transforms=hyperbolic_view_pipeline),                # views 2 (scene), 3 (object)
+        dict(type='PackSelfSupInputs', meta_keys=['img_path', 'scene_bbox', 'object_bbox']),
+    ]
+
+The box rules are those of the official HCL code [1] (:class:`hcl_plugin.data.SceneObjectSampler`:
+boxes under 56 x 56 px dropped, images with fewer than 2 boxes re-drawn, object = one random box,
+expanded at random towards 256 px for the Euclidean views, scene = union of 2-5 random boxes and the
+object). The hyperbolic views are the crops resized without a random crop, plus the photometric
+augmentations [1, sec. 4].
+
+[1] S. Ge, S. Mishra et al. "Hyperbolic Contrastive Learning for Visual Representations beyond
+    Objects". CVPR 2023. https://arxiv.org/abs/2212.00653 ; code: https://github.com/shlokk/HCL
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from typing import Callable, List, Optional, Sequence, Tuple, Union
+
+import numpy as np
+import torch
+from mmcv.transforms import BaseTransform, Compose
+from mmselfsup.registry import TRANSFORMS
+
+from hcl_plugin.data.sampler import SceneObjectSampler
+
+__all__ = ["SampleSceneObjectBoxes", "SceneObjectMultiView", "crop_box"]
+
+Transform = Union[dict, Callable[[dict], dict]]
+
+
+def crop_box(img: np.ndarray, box: Sequence[float]) -> np.ndarray:
+    """The pixels of ``img`` (H, W, C) covered by the ``xyxy`` box (outward-rounded, at least 1 px)."""
+    height, width = img.shape[:2]
+    x1 = min(max(int(math.floor(box[0])), 0), width - 1)
+    y1 = min(max(int(math.floor(box[1])), 0), height - 1)
+    x2 = max(min(int(math.ceil(box[2])), width), x1 + 1)
+    y2 = max(min(int(math.ceil(box[3])), height), y1 + 1)
+    return img[y1:y2, x1:x2]
+
+
+@TRANSFORMS.register_module()
+class SampleSceneObjectBoxes(BaseTransform):
+    """Draw an object box and a scene box that contains it (HCL's crop rule).
+
+    Required keys: ``img``, ``gt_bboxes_normalized`` (``(N, 4)`` ``xyxy`` in [0, 1]); optional
+    ``proposals_normalized``. Added keys: ``object_bbox``, ``expanded_object_bbox``, ``scene_bbox``
+    (float32 pixel ``xyxy``) and ``crop_source`` (``'boxes'``, ``'proposals'``, ``'random_crops'``).
+
+    Args:
+        min_box_size: boxes under ``min_box_size ** 2`` px are unusable (official: 56).
+        min_boxes: usable boxes an image needs (official: 2).
+        scene_boxes: range of random boxes united into the scene (official: (2, 5)).
+        expand_to: small objects are grown towards this side for the Euclidean views (official: 256).
+        too_few_boxes: ``'resample'`` (return ``None``: MMEngine's ``BaseDataset`` draws another image,
+            the official behaviour), ``'proposals'``, ``'random_crops'`` or ``'raise'``.
+
+    Randomness comes from numpy's global generator (seeded per worker by MMEngine), so ``randomness=dict(seed=...)``
+    in a config makes the draws repeat.
+    """
+
+    def __init__(
+        self,
+        min_box_size: float = 56,
+        min_boxes: int = 2,
+        scene_boxes: Tuple[int, int] = (2, 5),
+        expand_to: float = 256,
+        too_few_boxes: str = "resample",
+    ) -> None:
+        self.sampler = SceneObjectSampler(
+            min_box_area=float(min_box_size) ** 2, min_boxes=min_boxes, scene_boxes=tuple(scene_boxes),
+            expand_to=expand_to, too_few_boxes=too_few_boxes,
+        )
+
+    def transform(self, results: dict) -> Optional[dict]:
+        img = results["img"]
+        height, width = img.shape[:2]
+        scale = np.array([width, height, width, height], dtype=np.float32)
+        boxes = torch.from_numpy(np.asarray(results["gt_bboxes_normalized"], dtype=np.float32).reshape(-1, 4) * scale)
+        proposals = results.get("proposals_normalized")
+        if proposals is not None:
+            proposals = torch.from_numpy(np.asarray(proposals, dtype=np.float32).reshape(-1, 4) * scale)
+        generator = torch.Generator().manual_seed(int(np.random.randint(0, 2**31 - 1)))
+        sample = self.sampler.sample(
+            (height, width), boxes, generator, proposals=proposals, image_name=str(results.get("img_path", "<image>"))
+        )
+        if sample is None:
+            return None
+        results["object_bbox"] = sample.object_box.numpy()
+        results["expanded_object_bbox"] = sample.expanded_object_box.numpy()
+        results["scene_bbox"] = sample.scene_box.numpy()
+        results["crop_source"] = sample.source
+        return results
+
+    def __repr__(self) -> str:
+        s = self.sampler
+        return (f"{type(self).__name__}(min_box_size={math.sqrt(s.min_box_area):g}, min_boxes={s.min_boxes}, "
+                f"scene_boxes={s.scene_boxes}, expand_to={s.expand_to:g}, too_few_boxes='{s.too_few_boxes.value}')")
+
+
+@TRANSFORMS.register_module()
+class SceneObjectMultiView(BaseTransform):
+    """Crop the sampled boxes and make HCL's four views, in the order the HCL algorithms expect.
+
+    ``results['img']`` becomes ``[object view, object view, scene view, object view]``: the first
+    ``num_object_views`` come from ``object_transforms`` applied to the expanded object crop (the
+    baseline's views, e.g. MMSelfSup's MoCo-v2 pipeline), the last two from ``scene_transforms``
+    applied to the scene crop and the object crop (the hyperbolic views).
+
+    Args:
+        object_transforms: transform configs for the Euclidean object views.
+        scene_transforms: transform configs for the hyperbolic scene and object views; every view must
+            end at one fixed size so MMSelfSup's data preprocessor can stack them.
+        num_object_views: Euclidean object views (2 for MoCo-v2/DenseCL).
+        hyperbolic_views: ``False`` makes only the object views: the baselines' configs use it, so
+            HCL and its baseline see the same object crops.
+    """
+
+    def __init__(self, object_transforms: List[Transform], scene_transforms: Optional[List[Transform]] = None,
+                 num_object_views: int = 2, hyperbolic_views: bool = True) -> None:
+        if num_object_views < 1:
+            raise ValueError(f"SceneObjectMultiView: num_object_views must be >= 1, got {num_object_views}")
+        if hyperbolic_views and scene_transforms is None:
+            raise ValueError("SceneObjectMultiView: hyperbolic_views=True needs scene_transforms")
+        self.object_pipeline = Compose(object_transforms)
+        self.scene_pipeline = Compose(scene_transforms) if hyperbolic_views else None
+        self.num_object_views = int(num_object_views)
+        self.hyperbolic_views = bool(hyperbolic_views)
+
+    @staticmethod
+    def _view(pipeline: Compose, results: dict, crop: np.ndarray, name: str) -> np.ndarray:
+        inputs = {k: v for k, v in results.items() if k != "img"}
+        inputs = copy.deepcopy(inputs)
+        inputs.update(img=np.ascontiguousarray(crop), img_shape=crop.shape[:2], ori_shape=crop.shape[:2])
+        try:
+            out = pipeline(inputs)
+        except Exception as error:  # name the image instead of failing deep inside a transform
+            raise RuntimeError(
+                f"SceneObjectMultiView: the {name} view of {results.get('img_path', '<image>')!r} failed "
+                f"(crop {crop.shape[1]}x{crop.shape[0]} px): {error}"
+            ) from error
+        if out is None:
+            raise RuntimeError(f"SceneObjectMultiView: the {name} pipeline returned None for {results.get('img_path')!r}")
+        return out["img"]
+
+    def transform(self, results: dict) -> dict:
+        for key in ("object_bbox", "expanded_object_bbox", "scene_bbox"):
+            if key not in results:
+                raise KeyError(f"SceneObjectMultiView needs {key!r}: put SampleSceneObjectBoxes before it in the pipeline")
+        img = results["img"]
+        expanded = crop_box(img, results["expanded_object_bbox"])
+        views = [self._view(self.object_pipeline, results, expanded, f"object #{i}") for i in range(self.num_object_views)]
+        if self.scene_pipeline is not None:
+            views.append(self._view(self.scene_pipeline, results, crop_box(img, results["scene_bbox"]), "scene"))
+            views.append(self._view(self.scene_pipeline, results, crop_box(img, results["object_bbox"]),
+                                    "hyperbolic object"))
+        results["img"] = views
+        return results
+
+    def __repr__(self) -> str:
+        return (f"{type(self).__name__}(object_transforms={self.object_pipeline}, "
+                f"scene_transforms={self.scene_pipeline}, num_object_views={self.num_object_views}, "
+                f"hyperbolic_views={self.hyperbolic_views})")

@@ -1,0 +1,22 @@
+# UHML (Unsupervised Hyperbolic Metric Learning, Yan et al. CVPR 2021) on MMEngine: shared model, data and
+# re-clustering settings. Derived configs set data_root, image sizes, backbone width and the schedule.
+# Components: hcl_plugin/mmselfsup/uhml.py (docs/uhml_mmengine.md).
+_base_ = ['mmselfsup::selfsup/_base_/default_runtime.py']
+
+custom_imports = dict(imports=['hcl_plugin.mmselfsup', 'hcl_plugin.mmselfsup.uhml'], allow_failed_imports=False)
+
+model = dict(
+    type='UHML',
+    omega=0.1,                 # Omega: distance ratio per level (paper/code: 0.1)
+    distance='poincare',
+    data_preprocessor=dict(
+        mean=(123.675, 116.28, 103.53),
+        std=(58.395, 57.12, 57.375),
+        bgr_to_rgb=True),
+    backbone=dict(type='ResNet', depth=50, in_channels=3, out_indices=[4], norm_cfg=dict(type='BN'),
+                  zero_init_residual=False),
+    neck=dict(type='UHMLNeck', in_channels=2048, out_channels=128, c=1.0, clip_r=2.3, feature_scale=None,
+              learn_scale=True))
+
+env_cfg = dict(mp_cfg=dict(mp_start_method='fork', opencv_num_threads=0))
+randomness = dict(seed=0)

@@ -1,0 +1,13 @@
+# The baseline of mocov2_hcl_synthetic.py: MMSelfSup's MoCo-v2 on the same object crops, same budget.
+_base_ = [
+    'mmselfsup::selfsup/_base_/models/mocov2.py',
+    '../_base_/datasets/synthetic_hcl-scenes.py',
+    '../_base_/schedule_tiny-cpu.py',
+]
+model = dict(queue_len=4096, backbone=dict(depth=18), neck=dict(in_channels=512, hid_channels=512))
+train_dataloader = dict(dataset=dict(pipeline=[
+    dict(type='LoadImageFromFile'),
+    {{_base_.box_sampler}},
+    dict(type='SceneObjectMultiView', object_transforms={{_base_.object_view_pipeline}}, hyperbolic_views=False),
+    dict(type='PackSelfSupInputs', meta_keys=['img_path']),
+]))

@@ -1,0 +1,78 @@
+"""Helpers for the MMSelfSup tests: a tiny embedded data set, derived configs, a queue-dump hook."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from pathlib import Path
+from typing import Dict, Optional
+
+import torch
+from mmengine.hooks import Hook
+from mmengine.registry import HOOKS as MMENGINE_HOOKS
+
+ROOT = Path(__file__).resolve().parents[1]
+TINY = ROOT / "mmconfigs" / "tiny"
+
+QUEUE_KEYS = ("queue", "queue2", "hyp_queue.bank")
+
+
+def build_embedded(root: Path, num_images: int = 24, image_size: int = 128) -> Path:
+    """A small Animal-MNIST scene set in COCO format (skips with the reason if the wheel is missing)."""
+    from hcl_plugin.data.synthetic import SyntheticConfig, build_synthetic_dataset
+    from tests.data_helpers import animals_or_skip
+
+    build_synthetic_dataset(root, SyntheticConfig(num_images=num_images, image_size=image_size, seed=3),
+                            animals=animals_or_skip(), progress=False)
+    return root
+
+
+def tiny_config(base: str, data_root: Path, work_dir: Path, max_iters: int = 4, batch_size: int = 4,
+                checkpoint_interval: int = 2):
+    """``mmconfigs/tiny/<base>`` shrunk to a few CPU iterations on ``data_root`` (a ``Config``)."""
+    from mmengine.config import Config
+
+    cfg = Config.fromfile(str(TINY / base))
+    cfg.work_dir = str(work_dir)
+    cfg.visualizer.name = f"visualizer_{uuid.uuid4().hex}"  # several runners in one process: one each
+    cfg.model.queue_len = 64
+    if "hyp_queue_len" in cfg.model:
+        cfg.model.hyp_queue_len = 64
+    cfg.train_cfg.max_iters = max_iters
+    cfg.param_scheduler = [dict(type="CosineAnnealingLR", T_max=max_iters, by_epoch=False, begin=0, end=max_iters)]
+    cfg.default_hooks.logger.interval = 1
+    cfg.default_hooks.checkpoint.interval = checkpoint_interval
+    cfg.default_hooks.checkpoint.max_keep_ckpts = 10
+    loader = cfg.train_dataloader
+    loader.batch_size = batch_size
+    loader.num_workers = 0
+    loader.dataset.data_root = str(data_root) + "/"
+    loader.dataset.pipeline[1].update(min_box_size=12, expand_to=48)
+    return cfg
+
+
+def write_tiny_config(path: Path, base: str, data_root: Path, work_dir: Path, **kwargs) -> Path:
+    """:func:`tiny_config` written as a standalone config file (for ``tools/train.py`` in a subprocess)."""
+    tiny_config(base, data_root, work_dir, **kwargs).dump(str(path))
+    return path
+
+
+@MMENGINE_HOOKS.register_module(force=True)
+class DumpQueuesHook(Hook):
+    """After training, each rank writes its queues to ``<work_dir>/queues_rank<r>.pt``."""
+
+    def after_train(self, runner) -> None:
+        from mmengine.dist import get_rank
+
+        model = runner.model.module if hasattr(runner.model, "module") else runner.model
+        state = model.state_dict()
+        queues = {k: v.clone() for k, v in state.items() if k in QUEUE_KEYS}
+        torch.save(queues, Path(runner.work_dir) / f"queues_rank{get_rank()}.pt")
+
+
+def read_scalars(work_dir: Path) -> list:
+    """The per-iteration scalars MMEngine's LocalVisBackend wrote (``*/vis_data/scalars.json``)."""
+    rows = []
+    for path in sorted(Path(work_dir).glob("*/vis_data/scalars.json")):
+        rows += [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    return rows

@@ -1,0 +1,269 @@
+"""MMSelfSup components: configs, registries, views, data set errors, the HCL algorithms, checkpoints."""
+
+from __future__ import annotations
+
+import copy
+import math
+import pickle
+from pathlib import Path
+
+import pytest
+import torch
+import torchvision
+from mmengine.config import Config
+from mmengine.logging import HistoryBuffer
+from mmengine.optim import build_optim_wrapper
+from mmengine.registry import init_default_scope
+from mmengine.runner import CheckpointLoader, Runner
+
+import hcl_plugin.mmselfsup  # noqa: F401  (registers the components)
+from hcl_plugin.geometry import dist
+from hcl_plugin.mmselfsup import HCLDenseCL, HCLMoCoV2
+from hcl_plugin.mmselfsup.backbone_checkpoint import BackboneNotFoundError, extract_backbone
+from hcl_plugin.mmselfsup.checkpoint_loading import UnsafeCheckpointError, history_buffer_getattr
+from hcl_plugin.mmselfsup.hooks import hyp_lambda_at
+from hcl_plugin.mmselfsup.transforms import crop_box
+from tests.mmselfsup_helpers import ROOT, build_embedded, tiny_config
+
+PRETRAIN_CONFIGS = sorted(p for p in (ROOT / "mmconfigs").rglob("*.py")
+                          if "_base_" not in p.parts and "mmdet" not in p.parts and "uhml" not in p.name)
+
+
+@pytest.fixture(scope="module")
+def embedded(tmp_path_factory) -> Path:
+    return build_embedded(tmp_path_factory.mktemp("embedded_mm"))
+
+
+def _registries():
+    init_default_scope("mmselfsup")
+    from mmselfsup.registry import DATASETS, MODELS
+
+    return DATASETS, MODELS
+
+
+def _batch(dataset, n: int):
+    from mmengine.dataset import default_collate
+
+    return default_collate([dataset[i] for i in range(n)])
+
+
+# ------------------------------------------------------------------------------------ configs
+
+
+def test_the_issue_configs_exist():
+    names = {p.relative_to(ROOT / "mmconfigs").as_posix() for p in PRETRAIN_CONFIGS}
+    for required in ("densecl_hcl_coco.py", "mocov2_hcl_coco.py", "densecl_coco.py", "mocov2_coco.py",
+                     "densecl_hcl_openimages.py", "mocov2_hcl_openimages.py",
+                     "tiny/densecl_hcl_synthetic.py", "tiny/mocov2_hcl_synthetic.py",
+                     "tiny/densecl_synthetic.py", "tiny/mocov2_synthetic.py"):
+        assert required in names
+
+
+@pytest.mark.parametrize("path", PRETRAIN_CONFIGS, ids=lambda p: p.relative_to(ROOT / "mmconfigs").as_posix())
+def test_every_pretraining_config_loads_and_its_model_and_pipeline_build(path):
+    from mmcv.transforms import Compose
+
+    cfg = Config.fromfile(str(path))
+    assert cfg.custom_imports["imports"] == ["hcl_plugin.mmselfsup"]
+    _, MODELS = _registries()
+    model = MODELS.build(cfg.model)
+    hcl = "_hcl_" in path.name
+    assert isinstance(model, (HCLMoCoV2, HCLDenseCL)) == hcl
+    pipeline = Compose(cfg.train_dataloader.dataset.pipeline)
+    multiview = pipeline.transforms[2]
+    assert multiview.hyperbolic_views == hcl  # the baselines see the same object crops, no scene views
+    if hcl:
+        assert model.hyp_neck.c == model.hyp_head.c == cfg.hyp_c
+        expected = (0.1, 0.05, 0.2, 65536) if "tiny" not in path.parts else (0.1, 0.05, 0.2, 4096)
+        assert (model.hyp_lambda, model.hyp_neck.c, model.hyp_head.temperature, model.hyp_queue.size) == expected
+
+
+def test_mismatched_curvatures_are_rejected():
+    cfg = Config.fromfile(str(ROOT / "mmconfigs/tiny/mocov2_hcl_synthetic.py"))
+    cfg.model.hyp_head.c = 0.1
+    _, MODELS = _registries()
+    with pytest.raises(ValueError, match="hyp_neck.c = 0.05 and hyp_head.c = 0.1"):
+        MODELS.build(cfg.model)
+
+
+def test_unknown_algorithm_gives_mmengine_registry_error(embedded, tmp_path):
+    cfg = tiny_config("densecl_hcl_synthetic.py", embedded, tmp_path)
+    cfg.model.type = "HCLDenseCLv7"
+    with pytest.raises(KeyError, match="HCLDenseCLv7 is not in the mmselfsup::model registry"):
+        Runner.from_cfg(cfg)
+
+
+# -------------------------------------------------------------------------------- data, views
+
+
+def test_crop_box_rounds_outwards_and_keeps_one_pixel():
+    img = torch.arange(100).reshape(10, 10, 1).numpy()
+    assert crop_box(img, [2.5, 3.2, 4.1, 5.9]).shape[:2] == (3, 3)
+    assert crop_box(img, [9.9, 9.9, 9.95, 9.99]).shape[:2] == (1, 1)
+    assert crop_box(img, [-5, -5, 50, 50]).shape[:2] == (10, 10)
+
+
+def test_pipeline_makes_four_views_in_the_algorithms_order(embedded, tmp_path):
+    cfg = tiny_config("densecl_hcl_synthetic.py", embedded, tmp_path)
+    DATASETS, _ = _registries()
+    dataset = DATASETS.build(cfg.train_dataloader.dataset)
+    item = dataset[0]
+    assert len(item["inputs"]) == 4
+    assert all(view.shape == (3, 64, 64) and view.dtype == torch.uint8 for view in item["inputs"])
+    assert Path(item["data_samples"].img_path).parent == embedded / "images"
+    baseline = DATASETS.build(tiny_config("densecl_synthetic.py", embedded, tmp_path).train_dataloader.dataset)
+    assert len(baseline[0]["inputs"]) == 2
+
+
+def test_sampled_scene_box_contains_the_object_box(embedded, tmp_path):
+    from mmcv.transforms import Compose
+
+    cfg = tiny_config("mocov2_hcl_synthetic.py", embedded, tmp_path)
+    DATASETS, _ = _registries()
+    dataset = DATASETS.build(cfg.train_dataloader.dataset)
+    load_and_sample = Compose(cfg.train_dataloader.dataset.pipeline[:2])
+    for index in range(8):
+        results = load_and_sample(copy.deepcopy(dataset.get_data_info(index)))
+        if results is None:  # too few boxes: BaseDataset draws another image
+            continue
+        obj, scene = results["object_bbox"], results["scene_bbox"]
+        assert (scene[:2] <= obj[:2] + 1e-4).all() and (scene[2:] >= obj[2:] - 1e-4).all()
+
+
+def test_missing_annotation_file_fails_at_start_with_the_path(embedded, tmp_path):
+    cfg = tiny_config("densecl_hcl_synthetic.py", embedded, tmp_path)
+    cfg.train_dataloader.dataset.ann_file = "no_such_annotations.json"
+    runner = Runner.from_cfg(cfg)
+    with pytest.raises(FileNotFoundError, match=r"annotation file .*no_such_annotations\.json.* does not exist"):
+        runner.train()
+    assert not list(tmp_path.glob("*.pth"))
+
+
+def test_missing_image_folder_fails_at_start_with_the_path(embedded, tmp_path):
+    cfg = tiny_config("densecl_hcl_synthetic.py", embedded, tmp_path)
+    cfg.train_dataloader.dataset.data_prefix = dict(img_path="no_such_images/")
+    runner = Runner.from_cfg(cfg)
+    with pytest.raises(FileNotFoundError, match=r"image folder .*no_such_images.* does not exist"):
+        runner.train()
+
+
+def test_missing_image_file_is_named(embedded, tmp_path):
+    import shutil
+
+    data = tmp_path / "data"
+    shutil.copytree(embedded, data)
+    victim = sorted((data / "images").iterdir())[0]
+    victim.unlink()
+    cfg = tiny_config("densecl_hcl_synthetic.py", data, tmp_path)
+    DATASETS, _ = _registries()
+    with pytest.raises(FileNotFoundError, match=victim.name):
+        DATASETS.build(cfg.train_dataloader.dataset)
+
+
+# ------------------------------------------------------------------------------ the algorithms
+
+
+@pytest.mark.parametrize("base", ["densecl_hcl_synthetic.py", "mocov2_hcl_synthetic.py"])
+def test_train_step_logs_loss_hyp_and_the_loss_falls_on_a_fixed_batch(base, embedded, tmp_path):
+    torch.manual_seed(0)
+    cfg = tiny_config(base, embedded, tmp_path, batch_size=8)
+    DATASETS, MODELS = _registries()
+    dataset = DATASETS.build(cfg.train_dataloader.dataset)
+    batch = _batch(dataset, 8)
+    model = MODELS.build(cfg.model)
+    model.init_weights()
+    # fixed negatives: with a fixed batch the queues would fill with copies of its own keys
+    for name in ("_dequeue_and_enqueue", "_dequeue_and_enqueue2"):
+        setattr(model, name, lambda keys: None)
+    model.hyp_queue.enqueue = lambda keys: None
+    optim = build_optim_wrapper(model, dict(optimizer=dict(type="SGD", lr=0.05, momentum=0.9)))
+    history, hyp = [], []
+    for _ in range(15):
+        log = model.train_step(copy.deepcopy(batch), optim)
+        assert {"loss_hyp", "hyp_clipped_fraction", "hyp_norm_mean"} <= set(log)
+        assert all(math.isfinite(float(v)) for v in log.values())
+        history.append(float(log["loss"]))
+        hyp.append(float(log["loss_hyp"]))
+    assert sum(history[-3:]) / 3 < 0.9 * sum(history[:3]) / 3, history
+    assert sum(hyp[-3:]) < sum(hyp[:3]), hyp
+
+
+def test_hyperbolic_branch_is_the_core_loss_on_scene_queries_and_object_keys(embedded, tmp_path, gen):
+    """loss_hyp / lambda equals HyperbolicInfoNCE(-d(q, k)/tau) with the queue before the step."""
+    cfg = tiny_config("mocov2_hcl_synthetic.py", embedded, tmp_path)
+    DATASETS, MODELS = _registries()
+    model = MODELS.build(cfg.model).eval()  # eval: BN uses running stats, so both passes agree
+    images = [torch.rand(4, 3, 64, 64, generator=gen) for _ in range(4)]
+    queue = model.hyp_queue.negatives()
+    with torch.no_grad():
+        losses = model._hyperbolic_loss(images)
+        q = model.hyp_neck(model.backbone(images[2]))[0]
+        k = model.hyp_neck_k.module(model.encoder_k.module[0](images[3]))[0]
+    c, tau = model.hyp_neck.c, model.hyp_head.temperature
+    logits = torch.cat([-dist(q, k, c)[:, None], -dist(q[:, None], queue[None], c)], dim=1).double() / tau
+    expected = torch.nn.functional.cross_entropy(logits, torch.zeros(4, dtype=torch.long))
+    assert float(losses["loss_hyp"]) == pytest.approx(model.hyp_lambda * float(expected), rel=1e-4)
+    assert torch.equal(model.hyp_queue.bank[:4], k)  # the step's keys were enqueued
+
+
+def test_lambda_warmup_schedule():
+    assert [hyp_lambda_at(t, 0.1, 2, 4) for t in range(8)] == pytest.approx([0, 0, 0.025, 0.05, 0.075, 0.1, 0.1, 0.1])
+    assert hyp_lambda_at(0, 0.1, 0, 0) == 0.1
+
+
+# ------------------------------------------------------------------------------- checkpoints
+
+
+def test_mmengine_message_hub_checkpoints_load_with_the_allowlist(tmp_path):
+    buffer = HistoryBuffer()
+    buffer.update(1.5)
+    state = {"state_dict": {"w": torch.ones(2)},
+             "message_hub": {"log_scalars": {"train/loss": buffer}, "runtime_info": {"iter": torch.tensor(3).numpy()}}}
+    path = tmp_path / "iter_3.pth"
+    torch.save(state, path)
+    with pytest.raises(pickle.UnpicklingError):  # what MMEngine's own loader meets under torch >= 2.6
+        torch.load(path)
+    loaded = CheckpointLoader.load_checkpoint(str(path))
+    assert loaded["message_hub"]["log_scalars"]["train/loss"].mean() == 1.5
+
+
+def test_code_in_a_checkpoint_is_refused_with_the_file_and_the_global(tmp_path):
+    import os
+
+    path = tmp_path / "evil.pth"
+    torch.save({"x": os.system}, path)
+    with pytest.raises(UnsafeCheckpointError, match=r"evil\.pth.*GLOBAL posix\.system"):
+        CheckpointLoader.load_checkpoint(str(path))
+
+    class Sneaky:
+        def __reduce__(self):
+            return (getattr, (HistoryBuffer, "__init__"))
+
+    path = tmp_path / "sneaky.pth"
+    torch.save({"x": Sneaky()}, path)
+    with pytest.raises(UnsafeCheckpointError, match=r"sneaky\.pth.*getattr\(HistoryBuffer, '__init__'\)"):
+        CheckpointLoader.load_checkpoint(str(path))
+    with pytest.raises(UnsafeCheckpointError):
+        history_buffer_getattr(os, "system")
+
+
+def test_missing_checkpoint_is_named(tmp_path):
+    with pytest.raises(FileNotFoundError, match="nothing_here.pth"):
+        CheckpointLoader.load_checkpoint(str(tmp_path / "nothing_here.pth"))
+
+
+def test_extracted_backbone_loads_strictly_into_torchvision(tmp_path):
+    cfg = Config.fromfile(str(ROOT / "mmconfigs/tiny/densecl_hcl_synthetic.py"))
+    _, MODELS = _registries()
+    model = MODELS.build(cfg.model)
+    path = tmp_path / "pretrain.pth"
+    torch.save({"meta": {"iter": 7}, "state_dict": model.state_dict()}, path)
+    out = extract_backbone(str(path))
+    resnet = torchvision.models.resnet18()
+    resnet.fc = torch.nn.Identity()
+    assert not resnet.load_state_dict(out["state_dict"], strict=True).missing_keys
+    assert out["meta"]["iter"] == 7
+    momentum = extract_backbone(str(path), prefix="encoder_k.module.0.")
+    resnet.load_state_dict(momentum["state_dict"], strict=True)
+    with pytest.raises(BackboneNotFoundError, match=r"no key starts with 'encoder\.'.*backbone\. \("):
+        extract_backbone(str(path), prefix="encoder.")
