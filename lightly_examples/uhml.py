@@ -10,6 +10,7 @@ written to OUT/recall.json and OUT/recall.png.
 
     python lightly_examples/uhml.py                               # embedded Animal-MNIST set, CPU-sized
     python lightly_examples/uhml.py --distance euclidean          # the paper's Euclidean ablation
+    python lightly_examples/uhml.py --clustering kmeans --levels 100   # flat k-means pseudo-labels (control)
     python lightly_examples/uhml.py --data CUB_200_2011/images --backbone resnet50 \\
         --weights resnet50_imagenet.pth --image-size 224 --levels 100 50 --lr 1e-5 --epochs 50 \\
         --accelerator gpu --devices 1                             # the paper's CUB setting
@@ -246,6 +247,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help="cluster counts per level, fine -> coarse (default 100 50; paper CUB: 100 50)")
     levels.add_argument("--thresholds", type=float, nargs="+", default=None,
                         help="Ward heights per level, fine -> coarse (the paper's way; see docs/uhml.md)")
+    uhml.add_argument("--clustering", default="ward", choices=["ward", "kmeans"],
+                      help="ward: hierarchical pseudo-labels (UHML); kmeans: one flat level of k-means labels "
+                           "(the control; takes exactly one --levels count)")
     uhml.add_argument("--omega", type=float, default=0.1)
     uhml.add_argument("--distance", default="poincare", choices=["poincare", "euclidean"])
     uhml.add_argument("--batch-classes", type=int, default=16, help="P pseudo-classes per batch (paper: 16)")
@@ -276,7 +280,10 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Optional[List[str]] = None) -> Dict[str, object]:
     args = build_parser().parse_args(argv)
     if args.levels is None and args.thresholds is None:
-        args.levels = [100, 50]
+        args.levels = [100] if args.clustering == "kmeans" else [100, 50]
+    if args.clustering == "kmeans" and (args.levels is None or len(args.levels) != 1):
+        raise SystemExit(f"--clustering kmeans is one flat level: give one --levels count (got --levels "
+                         f"{args.levels}, --thresholds {args.thresholds})")
     pl.seed_everything(args.seed, workers=True)
     train, train_plain, test, root = build_datasets(args)
     if args.levels is not None and args.levels[0] > len(train):
@@ -296,7 +303,7 @@ def main(argv: Optional[List[str]] = None) -> Dict[str, object]:
     recluster = ReclusterCallback(train_plain, sampler, n_clusters=args.levels, thresholds=args.thresholds, c=args.c,
                                   batch_size=args.embed_batch_size, num_workers=args.num_workers,
                                   every_n_epochs=args.recluster_every, seed=args.seed,
-                                  progress=not args.no_progress_bar)
+                                  progress=not args.no_progress_bar, method=args.clustering)
     trainer = build_trainer(args, [recluster], use_distributed_sampler=False)  # the sampler shards itself
     progress = not args.no_progress_bar
     results: Dict[str, Dict[str, Dict[int, float]]] = {}

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import uuid
 from pathlib import Path
-from typing import Dict, Optional
 
 import torch
 from mmengine.hooks import Hook

@@ -6,7 +6,8 @@ when it is built). Training pieces: ``BalancedBatchSampler`` (P classes x M inst
 """
 
 from hcl_plugin.cluster.embedding import UHMLEmbedding, WeightsMismatchError
-from hcl_plugin.cluster.hierarchical import default_num_centroids, hierarchical_labels
+from hcl_plugin.cluster.hierarchical import default_num_centroids, flat_kmeans_labels, hierarchical_labels
+from hcl_plugin.cluster.label_change import label_change_fraction
 from hcl_plugin.cluster.sampler import BalancedBatchSampler
 from hcl_plugin.cluster.similarity import similarity_levels
 
@@ -15,6 +16,8 @@ __all__ = [
     "UHMLEmbedding",
     "WeightsMismatchError",
     "default_num_centroids",
+    "flat_kmeans_labels",
     "hierarchical_labels",
+    "label_change_fraction",
     "similarity_levels",
 ]

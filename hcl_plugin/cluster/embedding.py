@@ -44,7 +44,8 @@ from typing import Dict, List, Mapping, Optional, Tuple, Union
 import torch
 from torch import Tensor, nn
 
-from hcl_plugin.geometry import Curvature, clip_features, dist0, expmap0
+from hcl_plugin.geometry import Curvature, clip_features, expmap0
+from hcl_plugin.modules.poincare_head import ball_health_stats
 
 __all__ = ["BACKBONES", "UHMLEmbedding", "WeightsMismatchError", "backbone_state_dict", "build_resnet"]
 
@@ -216,14 +217,7 @@ class UHMLEmbedding(nn.Module):
         v = self.to_tangent(images)
         c = self.curvature()
         z = expmap0(v, c)
-        with torch.no_grad():
-            norms = dist0(z, c)
-            clipped = torch.zeros((), device=z.device)
-            if self.clip_r is not None:
-                clipped = (v.norm(dim=1) >= self.clip_r * (1 - 1e-6)).float().mean()
-            self.stats = {"clipped_fraction": clipped, "hyp_norm_mean": norms.mean(),
-                          "hyp_norm_min": norms.min(), "hyp_norm_max": norms.max(),
-                          "feature_scale": self.log_scale.detach().exp()}
+        self.stats = ball_health_stats(v, z, c, self.clip_r, self.log_scale)
         return z
 
     def extra_repr(self) -> str:

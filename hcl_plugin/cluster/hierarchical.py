@@ -58,7 +58,7 @@ from torch import Tensor
 from hcl_plugin.geometry import check_in_ball, logmap0
 from hcl_plugin.utils.checks import CurvatureLike, check_finite
 
-__all__ = ["hierarchical_labels", "default_num_centroids", "MAX_EXACT_POINTS", "MAX_CENTROIDS"]
+__all__ = ["hierarchical_labels", "flat_kmeans_labels", "default_num_centroids", "MAX_EXACT_POINTS", "MAX_CENTROIDS"]
 
 #: Up to this many points Ward runs on all of them (condensed distances: 400 MB in float64 at 10,000).
 MAX_EXACT_POINTS = 10_000
@@ -226,3 +226,44 @@ def hierarchical_labels(
     if thresholds is not None:
         tree = _size_weighted_heights(tree, counts[occupied], sums)
     return _cut(tree, n_clusters, thresholds)[:, cell]
+
+
+def flat_kmeans_labels(
+    embeddings: ArrayLike,
+    c: CurvatureLike,
+    n_clusters: int,
+    *,
+    max_exact: int = MAX_EXACT_POINTS,
+    kmeans_batch_size: int = 4096,
+    seed: int = 0,
+    name: str = "embeddings",
+) -> np.ndarray:
+    r"""One level of k-means pseudo-labels in ``logmap0`` coordinates: the flat control for UHML.
+
+    Minimises :math:`\sum_i \|v_i - \mu_{a(i)}\|^2` over the assignments :math:`a` and centroids
+    :math:`\mu` of the tangent coordinates :math:`v_i = \log_0^c(z_i)` (the same space as
+    :func:`hierarchical_labels`, so the two differ only in flat vs hierarchical clustering): Lloyd's
+    k-means with k-means++ seeding (``sklearn.cluster.KMeans``, ``n_init=1``) up to ``max_exact``
+    points, ``MiniBatchKMeans`` above.
+
+    Returns:
+        int64 array (1, N) of labels 0..k-1 (consecutive; empty clusters are dropped), the shape of a
+        one-level :func:`hierarchical_labels` result, so :func:`~hcl_plugin.cluster.similarity_levels`
+        gives :math:`s_{ij} \in \{0, 1\}`.
+    Raises:
+        ValueError: ``n_clusters`` not a positive integer or more than the number of points; bad
+            embeddings (named by ``name``).
+    """
+    from sklearn.cluster import KMeans
+
+    points = tangent_coordinates(embeddings, c, name)
+    if int(n_clusters) != n_clusters or n_clusters < 1:
+        raise ValueError(f"n_clusters must be a positive integer, got {n_clusters}")
+    if n_clusters > points.shape[0]:
+        raise ValueError(f"fewer samples ({points.shape[0]}) in {name} than clusters requested ({n_clusters})")
+    if points.shape[0] <= max_exact:
+        model = KMeans(n_clusters=int(n_clusters), init="k-means++", n_init=1, random_state=seed)
+    else:
+        model = MiniBatchKMeans(n_clusters=int(n_clusters), batch_size=kmeans_batch_size, n_init=1, random_state=seed)
+    labels = model.fit(points.astype(np.float32)).labels_
+    return _consecutive(labels)[None, :]

@@ -41,7 +41,7 @@ from pytorch_lightning.utilities import rank_zero_info
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 
-from hcl_plugin.cluster import BalancedBatchSampler, hierarchical_labels
+from hcl_plugin.cluster import BalancedBatchSampler, flat_kmeans_labels, hierarchical_labels, label_change_fraction
 
 __all__ = ["ReclusterCallback", "embed_dataset", "label_change_fraction"]
 
@@ -89,23 +89,6 @@ def embed_dataset(
     return torch.cat(chunks)
 
 
-def label_change_fraction(old: np.ndarray, new: np.ndarray) -> float:
-    """Fraction of samples whose new cluster is not the one most of their old cluster moved to.
-
-    Cluster ids are arbitrary, so each old cluster is matched to the new cluster that holds most of
-    its members; 0.0 means the same partition (up to renaming, for the old clusters' majorities).
-    """
-    old = np.asarray(old, dtype=np.int64)
-    new = np.asarray(new, dtype=np.int64)
-    if old.shape != new.shape:
-        return 1.0
-    kept = 0
-    for cluster in np.unique(old):
-        members = new[old == cluster]
-        kept += int(np.bincount(members).max())
-    return 1.0 - kept / old.size
-
-
 class ReclusterCallback(pl.Callback):
     """Embed the training set, cluster it at K levels and update the sampler and the module's pseudo-labels.
 
@@ -121,13 +104,17 @@ class ReclusterCallback(pl.Callback):
         seed: k-means seed of the two-stage scheme (plus the epoch).
         progress: show a progress bar while embedding.
         cluster_kwargs: passed on to :func:`~hcl_plugin.cluster.hierarchical_labels` (e.g. ``max_exact``).
+        method: ``"ward"`` (UHML: :func:`~hcl_plugin.cluster.hierarchical_labels`) or ``"kmeans"``
+            (the flat control: :func:`~hcl_plugin.cluster.flat_kmeans_labels`, one level; needs exactly
+            one ``n_clusters`` count).
 
     The module must map a batch of images to points in the ball with ``pl_module(images)`` and accept
     the labels through ``pl_module.set_pseudo_labels(labels)`` (a (K, N) int64 tensor) or, failing
     that, an attribute ``pseudo_labels``.
 
     Raises:
-        ValueError: both or neither of ``n_clusters``/``thresholds``; ``every_n_epochs < 1``.
+        ValueError: both or neither of ``n_clusters``/``thresholds``; ``every_n_epochs < 1``; unknown
+            ``method``; ``method="kmeans"`` without exactly one count.
     """
 
     def __init__(
@@ -143,12 +130,19 @@ class ReclusterCallback(pl.Callback):
         seed: int = 0,
         progress: bool = True,
         cluster_kwargs: Optional[Dict[str, Any]] = None,
+        method: str = "ward",
     ) -> None:
         super().__init__()
         if (n_clusters is None) == (thresholds is None):
             raise ValueError("give exactly one of n_clusters (e.g. [100, 50]) or thresholds")
         if every_n_epochs < 1:
             raise ValueError(f"every_n_epochs must be >= 1, got {every_n_epochs}")
+        if method not in ("ward", "kmeans"):
+            raise ValueError(f"method must be 'ward' or 'kmeans', got {method!r}")
+        if method == "kmeans" and (n_clusters is None or len(n_clusters) != 1):
+            raise ValueError(f"method='kmeans' is one flat level: give n_clusters=[k], got n_clusters={n_clusters}, "
+                             f"thresholds={thresholds}")
+        self.method = method
         self.dataset = dataset
         self.sampler = sampler
         self.n_clusters = None if n_clusters is None else [int(k) for k in n_clusters]
@@ -200,6 +194,9 @@ class ReclusterCallback(pl.Callback):
                               self.progress, desc=f"re-clustering (epoch {epoch}): embedding")
         finally:
             pl_module.train(was_training)
+        if self.method == "kmeans":
+            return flat_kmeans_labels(z, self._curvature(pl_module), self.n_clusters[0], seed=self.seed + epoch,
+                                      name=f"epoch {epoch} embeddings", **self.cluster_kwargs)
         return hierarchical_labels(z, self._curvature(pl_module), n_clusters=self.n_clusters,
                                    thresholds=self.thresholds, seed=self.seed + epoch,
                                    name=f"epoch {epoch} embeddings", **self.cluster_kwargs)

@@ -15,7 +15,7 @@ the annotation file, the image folder and, with ``on_missing_image='raise'``, ev
 from __future__ import annotations
 
 import os
-from typing import Any, Dict, List, Optional, Sequence, Union
+from typing import Any, Dict, List, Optional, Sequence
 
 import numpy as np
 from mmengine.dataset import BaseDataset

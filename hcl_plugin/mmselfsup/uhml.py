@@ -61,7 +61,7 @@ import copy
 import math
 import os
 import time
-from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
+from typing import Any, Dict, List, Optional, Sequence, Union
 
 import numpy as np
 import torch
@@ -77,9 +77,10 @@ from mmselfsup.utils import get_model
 from torch import Tensor, nn
 from torch.utils.data import DataLoader
 
-from hcl_plugin.cluster import BalancedBatchSampler, hierarchical_labels, similarity_levels
+from hcl_plugin.cluster import BalancedBatchSampler, hierarchical_labels, label_change_fraction, similarity_levels
 from hcl_plugin.eval.image_folder import LAYOUTS, RetrievalImageFolder
-from hcl_plugin.geometry import Curvature, clip_features, dist0, expmap0
+from hcl_plugin.geometry import Curvature, clip_features, expmap0
+from hcl_plugin.modules.poincare_head import ball_health_stats
 from hcl_plugin.losses import HierarchicalLogRatioLoss
 
 __all__ = [
@@ -180,13 +181,7 @@ class UHMLNeck(BaseModule):
             v = clip_features(v, self.clip_r)
         c = self.curvature()
         z = expmap0(v, c)
-        with torch.no_grad():
-            norms = dist0(z, c)
-            clipped = torch.zeros((), device=z.device)
-            if self.clip_r is not None:
-                clipped = (v.norm(dim=1) >= self.clip_r * (1 - 1e-6)).float().mean()
-            self.stats = {"clipped_fraction": clipped, "hyp_norm_mean": norms.mean(), "hyp_norm_min": norms.min(),
-                          "hyp_norm_max": norms.max(), "feature_scale": self.log_scale.detach().exp()}
+        self.stats = ball_health_stats(v, z, c, self.clip_r, self.log_scale)
         return z
 
 
@@ -436,20 +431,6 @@ class UHMLBalancedBatchSampler(BalancedBatchSampler):
 
 
 # ----------------------------------------------------------------------------------------------- hook
-
-
-def label_change_fraction(old: np.ndarray, new: np.ndarray) -> float:
-    """Fraction of samples whose new cluster is not the one most of their old cluster moved to.
-
-    The same measure as :func:`hcl_plugin.lightly.uhml_recluster.label_change_fraction` (kept here so
-    the MMEngine path does not import PyTorch Lightning); 0.0 = the same partition up to renaming.
-    """
-    old = np.asarray(old, dtype=np.int64)
-    new = np.asarray(new, dtype=np.int64)
-    if old.shape != new.shape:
-        return 1.0
-    kept = sum(int(np.bincount(new[old == cluster]).max()) for cluster in np.unique(old))
-    return 1.0 - kept / old.size
 
 
 @torch.no_grad()

@@ -11,6 +11,31 @@ from torch import Tensor, nn
 from hcl_plugin.geometry import Curvature, clip_features, dist0, expmap0
 
 
+__all__ = ["PoincareProjectionHead", "ball_health_stats"]
+
+
+def ball_health_stats(
+    tangent: Tensor, points: Tensor, c: Union[float, Tensor], clip_r: Optional[float], log_scale: Optional[Tensor] = None
+) -> Dict[str, Tensor]:
+    """Health metrics of a map into the ball, as detached tensors (reading them forces no device sync).
+
+    ``clipped_fraction``: share of tangent vectors at the clipping radius (0 without clipping);
+    ``hyp_norm_mean/min/max``: hyperbolic distances :math:`d_c(0, z)` of the points; ``feature_scale``:
+    :math:`e^{\log s}` when ``log_scale`` is given. All-clipped or all-equal norms mean the norm can
+    carry no information (shared DESIGN.md section 4).
+    """
+    with torch.no_grad():
+        norms = dist0(points, c)
+        clipped = torch.zeros((), device=points.device)
+        if clip_r is not None:
+            clipped = (tangent.norm(dim=1) >= clip_r * (1 - 1e-6)).float().mean()
+        stats = {"clipped_fraction": clipped, "hyp_norm_mean": norms.mean(), "hyp_norm_min": norms.min(),
+                 "hyp_norm_max": norms.max()}
+        if log_scale is not None:
+            stats["feature_scale"] = log_scale.detach().exp()
+    return stats
+
+
 class PoincareProjectionHead(nn.Module):
     r"""MLP → (optional learnable scale) → (optional feature clipping) → :math:`\exp_0^c` → project.
 
@@ -93,15 +118,5 @@ class PoincareProjectionHead(nn.Module):
         v = self.to_tangent(x)
         c = self.curvature()
         z = expmap0(v, c)
-        with torch.no_grad():  # tensors, not floats: no device sync until a logger reads them
-            norms = dist0(z, c)
-            clipped = torch.zeros((), device=z.device)
-            if self.clip_r is not None:
-                clipped = (v.norm(dim=1) >= self.clip_r * (1 - 1e-6)).float().mean()
-            self.stats = {
-                "clipped_fraction": clipped,
-                "hyp_norm_mean": norms.mean(),
-                "hyp_norm_min": norms.min(),
-                "hyp_norm_max": norms.max(),
-            }
+        self.stats = ball_health_stats(v, z, c, self.clip_r)  # tensors, not floats: no device sync
         return z

@@ -1,0 +1,324 @@
+"""UHML retrieval benchmark: Recall@K on held-out clip-art classes vs three controls, over several seeds.
+
+Issue 8, item 5. Data: the embedded clip-art retrieval set (:mod:`hcl_plugin.data.embedded_clipart`,
+Debian's public-domain ``openclipart-png``, ``superclass/class`` folders); training uses the first
+half of the sorted classes without labels, Recall@K (K = 1, 2, 4, 8, 16, 32; query = gallery minus
+self) is measured on the second half (class-disjoint), with cosine and Poincaré distance.
+
+Methods, each trained with ``lightly_examples/uhml.py`` (same network, initial weights per seed, data,
+augmentation, sampler, optimiser, epochs, batches and image size):
+
+* ``uhml``: hierarchical Ward pseudo-labels at ``--levels`` counts (fine -> coarse) re-clustered every
+  epoch, Poincaré hierarchical log-ratio loss (the method);
+* ``untrained``: the same network at its initial (random) weights, as evaluated by the ``uhml`` run
+  before training (ImageNet weights cannot be downloaded here, so untrained = random init);
+* ``flat_kmeans``: one level of k-means pseudo-labels (the finest count of ``--levels``), same loss
+  (``--clustering kmeans``; similarity levels s_ij in {0, 1});
+* ``euclidean``: UHML with the Euclidean log-ratio loss (``--distance euclidean``);
+* ``raw_pixels``: cosine nearest neighbours of the normalised evaluation-transform pixels (no network;
+  deterministic, one row).
+
+Target (issue 8): UHML's R@1 above each of ``untrained``, ``flat_kmeans`` and ``euclidean`` by more than
+the seed spread. Here "more than the seed spread" means ``mean_uhml - mean_other > std_uhml + std_other``
+(sample standard deviations over the seeds, ddof = 1), i.e. the mean ± std intervals do not overlap;
+it is checked for both distances, the Poincaré distance being UHML's own.
+
+    python benchmarks/uhml_retrieval.py                       # 3 seeds, the default CPU budget
+    python benchmarks/uhml_retrieval.py --seeds 0 --epochs 1  # quick look
+
+Writes ``--out`` (JSON: configuration, data set, every run's Recall@K, means ± std, target checks,
+timings), ``--plot`` (R@K curves, mean ± std) and prints a markdown table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import sys
+import time
+from pathlib import Path
+from typing import Dict, List, Mapping, Optional, Sequence
+
+import numpy as np
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "lightly_examples"))
+
+import uhml  # noqa: E402  (lightly_examples/uhml.py)
+
+from hcl_plugin.data.embedded_clipart import DEFAULT_CLIPART_RETRIEVAL_DIR, ensure_clipart_retrieval_set  # noqa: E402
+from hcl_plugin.eval import DEFAULT_KS, RetrievalImageFolder, recall_at_k  # noqa: E402
+
+TRAINED_METHODS = ("uhml", "flat_kmeans", "euclidean")
+COMPARISONS = ("untrained", "flat_kmeans", "euclidean")
+ALL_ROWS = ("uhml", "untrained", "flat_kmeans", "euclidean", "raw_pixels")
+LABELS = {
+    "uhml": "UHML (Ward levels, Poincaré log-ratio)",
+    "untrained": "(a) same network, untrained (random init)",
+    "flat_kmeans": "(b) flat k-means pseudo-labels, same loss",
+    "euclidean": "(c) Euclidean log-ratio variant",
+    "raw_pixels": "raw pixels",
+}
+METRICS = ("cosine", "poincare")
+
+Recall = Dict[str, Dict[str, float]]  # metric -> str(K) -> recall
+
+
+def log(message: str, start: float) -> None:
+    print(f"[uhml_retrieval {time.perf_counter() - start:7.1f} s] {message}", flush=True)
+
+
+def method_argv(method: str, args: argparse.Namespace, data: Path, seed: int, out: Path) -> List[str]:
+    """Command line of ``lightly_examples/uhml.py`` for one method and seed (identical except the method flags)."""
+    argv = [
+        "--data", str(data), "--layout", "superclass/class", "--seed", str(seed), "--out", str(out),
+        "--image-size", str(args.image_size), "--epochs", str(args.epochs), "--lr", str(args.lr),
+        "--weight-decay", str(args.weight_decay), "--omega", str(args.omega), "--dim", str(args.dim),
+        "--clip-r", str(args.clip_r), "--batch-classes", str(args.batch_classes),
+        "--batch-instances", str(args.batch_instances), "--num-workers", str(args.num_workers),
+        "--backbone", args.backbone, "--accelerator", "cpu", "--devices", "1",
+        "--checkpoint-every", str(10 ** 9), "--log-every", "5",
+    ]
+    if args.batches_per_epoch is not None:
+        argv += ["--batches-per-epoch", str(args.batches_per_epoch)]
+    if not args.progress:
+        argv.append("--no-progress-bar")
+    if method == "uhml":
+        argv += ["--levels", *map(str, args.levels)]
+    elif method == "flat_kmeans":
+        argv += ["--clustering", "kmeans", "--levels", str(args.levels[0])]
+    elif method == "euclidean":
+        argv += ["--levels", *map(str, args.levels), "--distance", "euclidean"]
+    else:
+        raise ValueError(f"unknown method {method!r}; expected one of {TRAINED_METHODS}")
+    return argv
+
+
+def reusable_report(argv_run: Sequence[str], out: Path) -> Optional[Dict[str, object]]:
+    """The ``recall.json`` of a finished earlier run whose recorded arguments equal ``argv_run``'s, else None."""
+    path = out / "recall.json"
+    if not path.is_file():
+        return None
+    report = json.loads(path.read_text())
+    wanted = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(uhml.build_parser().parse_args(list(argv_run))).items()}
+    if wanted.get("levels") is None and wanted.get("thresholds") is None:  # uhml.main fills the default in
+        wanted["levels"] = report.get("args", {}).get("levels")
+    if report.get("args") != wanted:
+        return None
+    if "--no-eval-init" not in argv_run and report.get("recall_init") is None:
+        return None
+    return report
+
+
+def raw_pixel_recall(data: Path, image_size: int, ks: Sequence[int]) -> Recall:
+    """Recall@K (cosine) of the held-out images' pixels after the evaluation transform (resize, crop, normalise)."""
+    _, test_tf = uhml.transforms(image_size)
+    test = RetrievalImageFolder(data, layout="superclass/class", split="test", transform=test_tf)
+    pixels = torch.stack([test[i][0].reshape(-1) for i in range(len(test))])
+    recall = recall_at_k(pixels, torch.tensor(test.targets), ks=ks, metric="cosine")
+    return {"cosine": {str(k): float(v) for k, v in recall.items()}}
+
+
+def summarise(runs: Mapping[str, Sequence[Recall]], ks: Sequence[int]) -> Dict[str, Dict[str, Dict[str, Dict[str, float]]]]:
+    """``{method: {metric: {K: {"mean", "std", "n"}}}}`` in percent; std is the sample std (ddof = 1; 0 for one run)."""
+    out: Dict[str, Dict[str, Dict[str, Dict[str, float]]]] = {}
+    for method, recalls in runs.items():
+        out[method] = {}
+        for metric in METRICS:
+            if not recalls or metric not in recalls[0]:
+                continue
+            out[method][metric] = {}
+            for k in ks:
+                values = np.array([100.0 * r[metric][str(k)] for r in recalls])
+                std = float(values.std(ddof=1)) if values.size > 1 else 0.0
+                out[method][metric][str(k)] = {"mean": float(values.mean()), "std": std, "n": int(values.size)}
+    return out
+
+
+def target_checks(summary: Mapping[str, Mapping[str, Mapping[str, Mapping[str, float]]]]) -> List[Dict[str, object]]:
+    """UHML's R@1 vs each comparison: passed when ``mean_u - mean_o > std_u + std_o`` (per distance)."""
+    checks = []
+    for metric in METRICS:
+        if metric not in summary.get("uhml", {}):
+            continue
+        u = summary["uhml"][metric]["1"]
+        for other in COMPARISONS:
+            if metric not in summary.get(other, {}):
+                continue
+            o = summary[other][metric]["1"]
+            margin, spread = u["mean"] - o["mean"], u["std"] + o["std"]
+            checks.append({"metric": metric, "comparison": other, "uhml_r1": u["mean"], "other_r1": o["mean"],
+                           "margin": margin, "spread": spread, "passed": bool(margin > spread)})
+    return checks
+
+
+def markdown_table(summary, ks: Sequence[int], n_seeds: int) -> str:
+    lines = ["| method | distance | " + " | ".join(f"R@{k}" for k in ks) + " |",
+             "|---|---|" + "---:|" * len(ks)]
+    for method in ALL_ROWS:
+        for metric in METRICS:
+            cells = summary.get(method, {}).get(metric)
+            if cells is None:
+                continue
+            if cells[str(ks[0])]["n"] > 1:
+                values = [f"{cells[str(k)]['mean']:.1f} ± {cells[str(k)]['std']:.1f}" for k in ks]
+            else:
+                values = [f"{cells[str(k)]['mean']:.1f}" for k in ks]
+            lines.append(f"| {LABELS[method]} | {metric} | " + " | ".join(values) + " |")
+    return "\n".join(lines)
+
+
+def plot(summary, ks: Sequence[int], path: Path, title: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    colours = {"uhml": "tab:red", "untrained": "tab:gray", "flat_kmeans": "tab:blue", "euclidean": "tab:green",
+               "raw_pixels": "black"}
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.8), sharey=True)
+    for ax, metric in zip(axes, METRICS):
+        for method in ALL_ROWS:
+            cells = summary.get(method, {}).get(metric)
+            if cells is None:
+                continue
+            means = [cells[str(k)]["mean"] for k in ks]
+            stds = [cells[str(k)]["std"] for k in ks]
+            ax.errorbar(ks, means, yerr=stds, marker="o", markersize=3, capsize=2, color=colours[method],
+                        linestyle=":" if method == "raw_pixels" else "-", label=LABELS[method])
+        ax.set_xscale("log", base=2)
+        ax.set_xticks(list(ks), [str(k) for k in ks])
+        ax.set_xlabel("K")
+        ax.set_title(f"{metric} distance", fontsize=9)
+        ax.grid(alpha=0.3)
+    axes[0].set_ylabel("Recall@K (%), held-out classes")
+    axes[0].legend(fontsize=7, loc="lower right")
+    fig.suptitle(title, fontsize=9)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--data", type=Path, default=None,
+                        help="superclass/class image folder (default: build the embedded clip-art set)")
+    parser.add_argument("--data-dir", type=Path, default=DEFAULT_CLIPART_RETRIEVAL_DIR,
+                        help="where the clip-art set is built when --data is not given")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--methods", nargs="+", default=list(TRAINED_METHODS), choices=list(TRAINED_METHODS),
+                        help="trained methods to run; 'untrained' is evaluated in the first one's run (all "
+                             "methods start from the same weights at a seed)")
+    parser.add_argument("--image-size", type=int, default=32)
+    parser.add_argument("--epochs", type=int, default=3)
+    parser.add_argument("--batches-per-epoch", type=int, default=None)
+    parser.add_argument("--levels", type=int, nargs="+", default=[128, 32, 8],
+                        help="UHML's Ward counts, fine -> coarse; flat k-means uses the first")
+    parser.add_argument("--lr", type=float, default=1e-4)
+    parser.add_argument("--weight-decay", type=float, default=5e-4)
+    parser.add_argument("--omega", type=float, default=0.1)
+    parser.add_argument("--dim", type=int, default=128)
+    parser.add_argument("--clip-r", type=float, default=2.3)
+    parser.add_argument("--batch-classes", type=int, default=16)
+    parser.add_argument("--batch-instances", type=int, default=8)
+    parser.add_argument("--backbone", default="resnet18")
+    parser.add_argument("--num-workers", type=int, default=0,
+                        help="data-loader workers (0: load in the main process; as fast here on 2 cores)")
+    parser.add_argument("--work-dir", type=Path, default=Path("outputs/uhml_retrieval_runs"),
+                        help="per-run folders (logs, recall.json); checkpoints are deleted unless --keep-checkpoints")
+    parser.add_argument("--keep-checkpoints", action="store_true")
+    parser.add_argument("--reuse", action="store_true",
+                        help="reuse a run's WORK_DIR/seed<s>/<method>/recall.json when its recorded arguments are "
+                             "identical (resume an interrupted benchmark)")
+    parser.add_argument("--out", type=Path, default=Path("outputs/uhml_retrieval.json"))
+    parser.add_argument("--plot", type=Path, default=Path("docs/images/uhml_retrieval.png"))
+    parser.add_argument("--progress", action="store_true", help="show Lightning's progress bars")
+    return parser
+
+
+def main(argv: Optional[List[str]] = None) -> Dict[str, object]:
+    args = build_parser().parse_args(argv)
+    start = time.perf_counter()
+    data = Path(args.data) if args.data is not None else ensure_clipart_retrieval_set(args.data_dir)
+    train = RetrievalImageFolder(data, layout="superclass/class", split="train")
+    test = RetrievalImageFolder(data, layout="superclass/class", split="test")
+    if len(set(test.targets)) < 2:
+        raise SystemExit(f"{data}: the held-out half has {len(set(test.targets))} class(es); need >= 2")
+    ks = [k for k in DEFAULT_KS if k <= len(test) - 1]
+    dataset = {"root": str(data), "classes": train.num_classes, "train_classes": len(set(train.targets)),
+               "train_images": len(train), "test_classes": len(set(test.targets)), "test_images": len(test),
+               "superclasses": len(train.superclass_names),
+               "test_class_names": sorted({test.class_names[t] for t in test.targets})}
+    log(f"data {data}: {dataset['train_classes']} training classes / {dataset['train_images']} images, "
+        f"{dataset['test_classes']} held-out classes / {dataset['test_images']} images", start)
+
+    runs: Dict[str, List[Recall]] = {m: [] for m in ("uhml", "untrained", "flat_kmeans", "euclidean")}
+    records: List[Dict[str, object]] = []
+    total = len(args.seeds) * len(args.methods)
+    done = 0
+    for seed in args.seeds:
+        for method in args.methods:
+            out = args.work_dir / f"seed{seed}" / method
+            argv_run = method_argv(method, args, data, seed, out)
+            # every method starts from the same weights at a seed: the untrained control is evaluated once
+            want_init = method == args.methods[0]
+            if not want_init:
+                argv_run.append("--no-eval-init")
+            run_start = time.perf_counter()
+            report = reusable_report(argv_run, out) if args.reuse else None
+            if report is None:
+                log(f"run {done + 1}/{total}: seed {seed}, {method}: uhml.py {' '.join(argv_run)}", start)
+                report = uhml.main(argv_run)
+            else:
+                log(f"run {done + 1}/{total}: seed {seed}, {method}: reusing {out / 'recall.json'} (same arguments)",
+                    start)
+            seconds = time.perf_counter() - run_start
+            runs[method].append(report["recall"])
+            if want_init:
+                runs["untrained"].append(report["recall_init"])
+            records.append({"seed": seed, "method": method, "seconds": seconds, "train_seconds": report["train_seconds"],
+                            "global_steps": report["global_steps"], "recall": report["recall"],
+                            "recall_init": report.get("recall_init"), "reclustering": report["reclustering"]})
+            if not args.keep_checkpoints:
+                for stale in [out / "final.ckpt", out / "checkpoints"]:
+                    if stale.is_dir():
+                        shutil.rmtree(stale)
+                    elif stale.exists():
+                        stale.unlink()
+            done += 1
+            r1 = ", ".join(f"{m} R@1 {100 * report['recall'][m]['1']:.1f}" for m in METRICS)
+            log(f"run {done}/{total} done in {seconds:.0f} s ({report['global_steps']} steps): {r1}", start)
+
+    raw = raw_pixel_recall(data, args.image_size, ks)
+    summary = summarise({**{m: v for m, v in runs.items() if v}, "raw_pixels": [raw]}, ks)
+    checks = target_checks(summary)
+    table = markdown_table(summary, ks, len(args.seeds))
+    elapsed = time.perf_counter() - start
+    result: Dict[str, object] = {
+        "ks": ks, "seeds": args.seeds, "dataset": dataset, "summary_percent": summary, "targets": checks,
+        "runs": records, "raw_pixels": raw, "elapsed_seconds": elapsed,
+        "config": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
+        "torch_threads": torch.get_num_threads(),
+    }
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(result, indent=2))
+    title = (f"UHML retrieval, {dataset['test_classes']} held-out clip-art classes ({dataset['test_images']} images); "
+             f"{args.backbone} {args.image_size}px, {args.epochs} epochs, mean ± std over {len(args.seeds)} seed(s)")
+    plot(summary, ks, args.plot, title)
+    print(f"\nRecall@K (%) on the held-out classes, mean ± std over seeds {args.seeds}:\n")
+    print(table)
+    print()
+    for check in checks:
+        verdict = "MET" if check["passed"] else "NOT MET"
+        print(f"target [{check['metric']}]: UHML R@1 {check['uhml_r1']:.2f} vs {check['comparison']} "
+              f"{check['other_r1']:.2f}: margin {check['margin']:+.2f} vs spread {check['spread']:.2f} -> {verdict}")
+    print(f"\nwrote {args.out} and {args.plot}; total {elapsed / 60:.1f} min")
+    return result
+
+
+if __name__ == "__main__":
+    main()
