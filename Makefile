@@ -46,6 +46,7 @@ bench: venv
 	$(PY) benchmarks/bench_loss.py --out outputs/bench_loss.json
 	$(PY) benchmarks/bench_views.py --out outputs/bench_views.json
 	$(PY) benchmarks/bench_moco_step.py --out outputs/bench_moco_step.json
+	$(PY) benchmarks/bench_mmselfsup_step.py --out outputs/bench_mmselfsup_step.json
 
 clean-venv:
 	rm -rf $(VENV)

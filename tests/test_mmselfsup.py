@@ -267,3 +267,26 @@ def test_extracted_backbone_loads_strictly_into_torchvision(tmp_path):
     resnet.load_state_dict(momentum["state_dict"], strict=True)
     with pytest.raises(BackboneNotFoundError, match=r"no key starts with 'encoder\.'.*backbone\. \("):
         extract_backbone(str(path), prefix="encoder.")
+
+
+def test_extracted_resnet50_backbone_loads_strictly_into_mmdetection_and_torchvision(tmp_path):
+    from mmdet.models.backbones import ResNet as MMDetResNet
+
+    cfg = Config.fromfile(str(ROOT / "mmconfigs/densecl_hcl_coco.py"))
+    _, MODELS = _registries()
+    path = tmp_path / "epoch_200.pth"
+    torch.save({"meta": {"epoch": 200}, "state_dict": MODELS.build(cfg.model).state_dict()}, path)
+    out = tmp_path / "backbone.pth"
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, str(ROOT / "tools/extract_backbone.py"), str(path), str(out)],
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    state = torch.load(out, weights_only=True)["state_dict"]
+    torchvision_resnet = torchvision.models.resnet50()
+    torchvision_resnet.fc = torch.nn.Identity()
+    torchvision_resnet.load_state_dict(state, strict=True)
+    detector_backbone = MMDetResNet(depth=50, frozen_stages=-1, norm_eval=False)
+    result = detector_backbone.load_state_dict(state, strict=True)
+    assert not result.missing_keys and not result.unexpected_keys
