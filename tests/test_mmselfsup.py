@@ -290,3 +290,30 @@ def test_extracted_resnet50_backbone_loads_strictly_into_mmdetection_and_torchvi
     detector_backbone = MMDetResNet(depth=50, frozen_stages=-1, norm_eval=False)
     result = detector_backbone.load_state_dict(state, strict=True)
     assert not result.missing_keys and not result.unexpected_keys
+
+
+@pytest.mark.parametrize("base", ["densecl_hcl_synthetic.py", "mocov2_synthetic.py"])
+def test_mmselfsup_checkpoints_load_for_the_analysis(base, tmp_path, gen):
+    """hcl_plugin.eval reads an MMEngine checkpoint (message hub included) into the same network."""
+    from hcl_plugin.eval import load_checkpoint
+
+    cfg = Config.fromfile(str(ROOT / "mmconfigs/tiny" / base))
+    _, MODELS = _registries()
+    model = MODELS.build(cfg.model).eval()
+    buffer = HistoryBuffer()
+    buffer.update(2.0)
+    path = tmp_path / "iter_300.pth"
+    torch.save({"meta": {"cfg": cfg.pretty_text, "iter": 300}, "state_dict": model.state_dict(),
+                "message_hub": {"log_scalars": {"train/loss": buffer}}}, path)
+    loaded = load_checkpoint(str(path))
+    assert loaded.hyper_parameters["checkpoint_format"] == "mmselfsup"
+    assert loaded.image_size == 64 and loaded.hyper_parameters["backbone"] == "resnet18"
+    images = torch.rand(3, 3, 64, 64, generator=gen)
+    out = loaded.embed(images)
+    with torch.no_grad():
+        features = model.backbone(images)
+        assert torch.allclose(out["euclidean"], model.neck(features)[0], atol=1e-5)
+        if "_hcl_" in base:
+            assert torch.allclose(out["hyperbolic"], model.hyp_neck(features)[0], atol=1e-5)
+        else:
+            assert loaded.hyperbolic_head is None

@@ -47,6 +47,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
     args = parser.parse_args(argv)
 
+    try:  # MMSelfSup checkpoints (tools/train.py) when the MMSelfSup extras are installed
+        import hcl_plugin.mmselfsup  # noqa: F401
+    except ImportError:
+        pass
     try:
         metrics = run_analysis(
             args.checkpoint, args.data, args.out, split=args.split, batch_size=args.batch_size, device=args.device,

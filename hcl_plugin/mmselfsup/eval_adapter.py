@@ -1,0 +1,91 @@
+"""Read MMSelfSup (MMEngine) checkpoints of ``HCLMoCoV2`` / ``HCLDenseCL`` / ``MoCo`` / ``DenseCL`` for
+:mod:`hcl_plugin.eval` (``tools/analyze.py``), by a :class:`~hcl_plugin.eval.checkpoint.CheckpointAdapter`.
+
+MMEngine saves ``{"meta": {"cfg": <config text>, ...}, "state_dict": ..., "message_hub": ...}``. The
+adapter renames the keys into the evaluation contract and reads the hyper-parameters from the
+config text stored in the checkpoint:
+
+* ``backbone.*`` stays (MMCls' ResNet uses torchvision's parameter names);
+* ``neck.mlp.{0,2}.*`` (``MoCoV2Neck`` / ``DenseCLNeck`` global branch) -> ``projection_head.layers.{0,2}.*``;
+* ``hyp_neck.head.*`` (``PoincareNeck``) -> ``hyperbolic_head.*``;
+* ``backbone = resnet<depth>``, the heads' widths, ``c``, ``clip_r``, ``feature_scale``,
+  ``learn_scale`` from ``model``, ``image_size`` from the object views' ``RandomResizedCrop``.
+
+Registering the adapter also allows, for ``torch.load(weights_only=True)``, the globals MMEngine's
+message hub needs (:func:`hcl_plugin.mmselfsup.checkpoint_loading.safe_globals`: numpy, HistoryBuffer,
+a restricted getattr), so these checkpoints load without ``--trust-checkpoint``.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Dict, Mapping, Tuple
+
+import torch
+from mmengine.config import Config
+
+from hcl_plugin.eval.checkpoint import CheckpointAdapter, CheckpointFormatError, register_checkpoint_adapter
+from hcl_plugin.mmselfsup.checkpoint_loading import safe_globals
+
+__all__ = ["MMSelfSupCheckpointAdapter", "register"]
+
+_RENAMES = (("neck.mlp.", "projection_head.layers."), ("hyp_neck.head.", "hyperbolic_head."))
+
+
+def _matches(checkpoint: Mapping[str, Any]) -> bool:
+    meta, state = checkpoint.get("meta"), checkpoint.get("state_dict")
+    return (isinstance(meta, Mapping) and isinstance(meta.get("cfg"), str) and isinstance(state, Mapping)
+            and any(k.startswith("backbone.") for k in state) and any(k.startswith("neck.mlp.") for k in state))
+
+
+def _image_size(cfg: Config) -> int:
+    for step in cfg.get("train_dataloader", {}).get("dataset", {}).get("pipeline", []):
+        if step.get("type") == "SceneObjectMultiView":
+            for view in step.get("object_transforms", []):
+                if view.get("type") == "RandomResizedCrop":
+                    size = view["size"]
+                    return int(size if isinstance(size, int) else size[0])
+    return 224
+
+
+def _convert(checkpoint: Mapping[str, Any]) -> Tuple[Dict[str, torch.Tensor], Dict[str, Any]]:
+    try:
+        cfg = Config.fromstring(checkpoint["meta"]["cfg"], ".py")
+    except Exception as error:  # the text a checkpoint carries may not parse outside its project
+        raise CheckpointFormatError(f"the config text in meta['cfg'] does not parse: {error}") from None
+    model = cfg.model
+    state: Dict[str, torch.Tensor] = {}
+    for key, value in checkpoint["state_dict"].items():
+        if key.startswith("backbone."):
+            state[key] = value
+        for old, new in _RENAMES:
+            if key.startswith(old):
+                state[new + key[len(old):]] = value
+    hp: Dict[str, Any] = {
+        "backbone": f"resnet{model.backbone.depth}",
+        "proj_hidden_dim": model.neck.hid_channels,
+        "proj_output_dim": model.neck.out_channels,
+        "image_size": _image_size(cfg),
+        "c": 0.05,
+        "mmselfsup_type": model.type,
+    }
+    if "hyp_neck" in model:
+        neck = model.hyp_neck
+        hp.update(hyp_hidden_dim=neck.hid_channels, hyp_output_dim=neck.out_channels, c=neck.c,
+                  clip_r=neck.get("clip_r"), feature_scale=neck.get("feature_scale"),
+                  learn_scale=neck.get("learn_scale", False), lambda_hyp=model.get("hyp_lambda"))
+    return state, hp
+
+
+#: MMSelfSup / MMEngine checkpoints (``tools/train.py`` output).
+MMSelfSupCheckpointAdapter = CheckpointAdapter("mmselfsup", _matches, _convert)
+
+_registered = False
+
+
+def register() -> None:
+    """Register the adapter (first in line) and the message-hub globals for ``weights_only`` loading."""
+    global _registered
+    if not _registered:
+        register_checkpoint_adapter(MMSelfSupCheckpointAdapter, first=True)
+        torch.serialization.add_safe_globals(safe_globals())
+        _registered = True
