@@ -14,7 +14,7 @@ DEMO_EXTRAS := data,lightly,eval
 STAMP := $(VENV)/.installed-$(subst $(comma),-,$(EXTRAS))
 PYTEST_ARGS ?=
 
-.PHONY: venv test test-quick demo bench clean-venv
+.PHONY: venv test test-quick demo bench bench-transfer clean-venv
 
 venv: $(STAMP)
 
@@ -50,3 +50,6 @@ bench: venv
 
 clean-venv:
 	rm -rf $(VENV)
+
+bench-transfer: venv
+	PYTHON=$(PY) tools/benchmark_transfer.sh

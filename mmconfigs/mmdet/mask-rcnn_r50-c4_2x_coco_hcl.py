@@ -1,0 +1,11 @@
+# Mask R-CNN R50-C4, 2x schedule (24 epochs, lr steps at 16 and 22): mask-rcnn_r50-c4_1x_coco_hcl.py
+# with the schedule of MMSelfSup's mask-rcnn_r50-c4_ms-2x_coco.py. (That file sets
+# train_cfg = dict(max_epochs=24) and then, further down, train_cfg = dict(..., max_epochs=12): the
+# later assignment wins and MMSelfSup's "2x" C4 config trains 12 epochs. This one trains 24.)
+_base_ = './mask-rcnn_r50-c4_1x_coco_hcl.py'
+
+train_cfg = dict(type='EpochBasedTrainLoop', max_epochs=24, val_interval=1)
+param_scheduler = [
+    dict(type='LinearLR', start_factor=0.001, by_epoch=False, begin=0, end=1000),
+    dict(type='MultiStepLR', begin=0, end=24, by_epoch=True, milestones=[16, 22], gamma=0.1),
+]
