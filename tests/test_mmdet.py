@@ -9,6 +9,7 @@ they fail, they are not skipped (``make`` builds MMCV with ops, see requirements
 from __future__ import annotations
 
 import json
+import uuid
 import math
 import subprocess
 import sys
@@ -122,6 +123,7 @@ def _tiny_runner_cfg(embedded: Path, work_dir: Path, checkpoint: Path, max_iters
     """The tiny Mask R-CNN config on the test scenes: ``max_iters`` iterations of 2 images, then CocoMetric."""
     cfg = _with_checkpoint(_load(TINY_DET), checkpoint)
     cfg.work_dir = str(work_dir)
+    cfg.visualizer.name = f"visualizer_{uuid.uuid4().hex}"  # several runners in one process: one each
     root = str(embedded) + "/"
     for loader in (cfg.train_dataloader, cfg.val_dataloader, cfg.test_dataloader):
         loader.dataset.data_root = root
@@ -159,7 +161,10 @@ def test_config_loads_and_its_model_builds(path):
     scales = [t for t in cfg.train_dataloader.dataset.pipeline if t.type == "RandomChoiceResize"]
     assert scales and len(scales[0].scales) >= 4, "multi-scale training as in MMSelfSup's benchmark configs"
     hooks = [h for h in cfg.custom_hooks if h.type == "PretrainedKeysCheckHook"]
-    assert hooks and HOOKS.build(dict(hooks[0]))
+    from mmengine.registry import DefaultScope
+
+    with DefaultScope.overwrite_default_scope("mmdet"):  # other tests may leave another scope current
+        assert hooks and HOOKS.build(dict(hooks[0]))
 
     model = _build_detector(cfg)
     sync_bn = [m for m in model.backbone.modules() if isinstance(m, torch.nn.SyncBatchNorm)]

@@ -309,11 +309,15 @@ class CheckpointAdapter:
         name: shown in errors and recorded in the analysis metadata.
         matches: ``checkpoint dict -> bool``; the first registered adapter that matches is used.
         convert: ``checkpoint dict -> (state_dict, hyper_parameters)`` in the canonical contract.
+        safe_globals: extra globals the format needs under ``torch.load(weights_only=True)`` (entries
+            as for ``torch.serialization.safe_globals``), e.g. MMEngine's message-hub types; allowed
+            only while reading a checkpoint.
     """
 
     name: str
     matches: Callable[[Mapping[str, Any]], bool]
     convert: Callable[[Mapping[str, Any]], Tuple[Dict[str, Tensor], Dict[str, Any]]]
+    safe_globals: Sequence[Any] = ()
 
 
 def _hcl_matches(checkpoint: Mapping[str, Any]) -> bool:
@@ -351,8 +355,10 @@ def _unpickler_reason(error: Exception) -> str:
 def _read(path: str, trusted: bool) -> Any:
     if not os.path.isfile(path):
         raise FileNotFoundError(f"checkpoint file {path!r} does not exist")
+    allowed = [item for adapter in _ADAPTERS for item in adapter.safe_globals]
     try:
-        return torch.load(path, map_location="cpu", weights_only=not trusted)
+        with torch.serialization.safe_globals(allowed):
+            return torch.load(path, map_location="cpu", weights_only=not trusted)
     except pickle.UnpicklingError as error:
         reason = _unpickler_reason(error)
         if trusted or "Unsupported global" not in reason:

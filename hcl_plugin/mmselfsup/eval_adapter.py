@@ -11,8 +11,8 @@ config text stored in the checkpoint:
 * ``backbone = resnet<depth>``, the heads' widths, ``c``, ``clip_r``, ``feature_scale``,
   ``learn_scale`` from ``model``, ``image_size`` from the object views' ``RandomResizedCrop``.
 
-Registering the adapter also allows, for ``torch.load(weights_only=True)``, the globals MMEngine's
-message hub needs (:func:`hcl_plugin.mmselfsup.checkpoint_loading.safe_globals`: numpy, HistoryBuffer,
+The adapter also allows, while :mod:`hcl_plugin.eval` reads a checkpoint with
+``torch.load(weights_only=True)``, the globals MMEngine's message hub needs (:func:`hcl_plugin.mmselfsup.checkpoint_loading.safe_globals`: numpy, HistoryBuffer,
 a restricted getattr), so these checkpoints load without ``--trust-checkpoint``.
 """
 
@@ -77,15 +77,14 @@ def _convert(checkpoint: Mapping[str, Any]) -> Tuple[Dict[str, torch.Tensor], Di
 
 
 #: MMSelfSup / MMEngine checkpoints (``tools/train.py`` output).
-MMSelfSupCheckpointAdapter = CheckpointAdapter("mmselfsup", _matches, _convert)
+MMSelfSupCheckpointAdapter = CheckpointAdapter("mmselfsup", _matches, _convert, safe_globals=safe_globals())
 
 _registered = False
 
 
 def register() -> None:
-    """Register the adapter (first in line) and the message-hub globals for ``weights_only`` loading."""
+    """Register the adapter (first in line), with the message-hub globals for ``weights_only`` loading."""
     global _registered
     if not _registered:
         register_checkpoint_adapter(MMSelfSupCheckpointAdapter, first=True)
-        torch.serialization.add_safe_globals(safe_globals())
         _registered = True
