@@ -14,7 +14,6 @@ Zebra" and labels 0-9 follow that (alphabetical) order.
 from __future__ import annotations
 
 import gzip
-import hashlib
 import os
 import pickle
 import subprocess
@@ -25,6 +24,8 @@ from pathlib import Path
 from typing import Optional, Tuple
 
 import numpy as np
+
+from hcl_plugin.utils.files import sha256_of_file
 
 __all__ = [
     "ANIMAL_CLASSES",
@@ -68,14 +69,6 @@ def cache_dir() -> Path:
     return Path(os.environ.get("HCL_PLUGIN_CACHE") or Path.home() / ".cache" / "hcl_plugin")
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def fetch_animal_mnist_wheel(cache: Optional[Path] = None, download: bool = True) -> Path:
     """Path of the verified wheel in ``cache``; download it with pip first if it is not there.
 
@@ -101,7 +94,7 @@ def fetch_animal_mnist_wheel(cache: Optional[Path] = None, download: bool = True
             raise AnimalMNISTUnavailable(
                 f"pip could not download animal-mnist==0.4 (exit {result.returncode}: {' | '.join(tail)}).\n{hint}"
             )
-    actual = _sha256(wheel)
+    actual = sha256_of_file(wheel)
     if actual != WHEEL_SHA256:
         raise AnimalMNISTUnavailable(
             f"{wheel} has SHA-256 {actual}, expected {WHEEL_SHA256}; delete it and fetch it again.\n{hint}"

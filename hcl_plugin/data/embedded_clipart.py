@@ -39,7 +39,6 @@ are extracted to ``<cache>/openclipart-png-0.18``. Nothing is installed system-w
 
 from __future__ import annotations
 
-import hashlib
 import os
 import shutil
 import subprocess
@@ -53,6 +52,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 import numpy as np
 
 from hcl_plugin.data.animal_mnist import cache_dir
+from hcl_plugin.utils.files import sha256_of_file
 
 __all__ = [
     "ClipartUnavailable",
@@ -97,14 +97,6 @@ class ClipartUnavailable(RuntimeError):
 
 def _hint(cache: Path) -> str:
     return INSTALL_HINT.format(debs=cache / "debs", url=DEB_URL, sha=DEB_SHA256)
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def _cached_deb(debs: Path) -> Optional[Path]:
@@ -155,7 +147,7 @@ def fetch_openclipart_deb(cache: Optional[Path] = None, download: bool = True) -
                 errors.append(f"HTTP download of {DEB_URL} failed: {error}")
                 raise ClipartUnavailable("could not download openclipart-png (" + "; ".join(errors) + ").\n"
                                          + _hint(cache)) from None
-    actual = _sha256(deb)
+    actual = sha256_of_file(deb)
     if actual != DEB_SHA256:
         raise ClipartUnavailable(f"{deb} has SHA-256 {actual}, expected {DEB_SHA256}; delete it and fetch it "
                                  f"again.\n{_hint(cache)}")
