@@ -5,7 +5,7 @@ when it is built). Training pieces: ``BalancedBatchSampler`` (P classes x M inst
 ``UHMLEmbedding`` (ResNet -> linear -> learnable scale -> clipping -> expmap0).
 """
 
-from hcl_plugin.cluster.embedding import UHMLEmbedding, WeightsMismatchError
+from hcl_plugin.cluster.embedding import LinearBallProjection, UHMLEmbedding, WeightsMismatchError
 from hcl_plugin.cluster.hierarchical import default_num_centroids, flat_kmeans_labels, hierarchical_labels
 from hcl_plugin.cluster.label_change import label_change_fraction
 from hcl_plugin.cluster.sampler import BalancedBatchSampler
@@ -13,6 +13,7 @@ from hcl_plugin.cluster.similarity import similarity_levels
 
 __all__ = [
     "BalancedBatchSampler",
+    "LinearBallProjection",
     "UHMLEmbedding",
     "WeightsMismatchError",
     "default_num_centroids",

@@ -47,7 +47,8 @@ from torch import Tensor, nn
 from hcl_plugin.geometry import Curvature, clip_features, expmap0
 from hcl_plugin.modules.poincare_head import ball_health_stats
 
-__all__ = ["BACKBONES", "UHMLEmbedding", "WeightsMismatchError", "backbone_state_dict", "build_resnet"]
+__all__ = [
+    "BACKBONES", "LinearBallProjection", "UHMLEmbedding", "WeightsMismatchError", "backbone_state_dict", "build_resnet"]
 
 BACKBONES = ("resnet18", "resnet34", "resnet50", "resnet101")
 #: Prefixes under which a project checkpoint's ``state_dict`` holds the torchvision backbone.
@@ -137,7 +138,89 @@ def load_backbone_strict(backbone: nn.Module, weights: Union[PathLike, Mapping[s
     return kind
 
 
-class UHMLEmbedding(nn.Module):
+class LinearBallProjection(nn.Module):
+    r"""Features -> linear (to ``dim``) -> learnable scale -> optional clipping -> :math:`\exp_0^c`.
+
+    .. math:: z = \exp_0^c\big(\operatorname{clip}_r(e^{\log s}\,(W f + b))\big),
+        \qquad \exp_0^c(v) = \tanh(\sqrt c\,\|v\|)\,\frac{v}{\sqrt c\,\|v\|}
+
+    UHML's embedding head [1] without the released code's L2 normalisation (see the module
+    docstring); shared by :class:`UHMLEmbedding` and the MMSelfSup ``UHMLNeck``.
+
+    Args:
+        in_features: width of the backbone features.
+        dim: embedding dimension D.
+        c: curvature magnitude of the ball (UHML: 1), a float or a :class:`~hcl_plugin.geometry.Curvature`.
+        clip_r: feature-clipping radius before ``expmap0``; ``None`` = no clipping.
+        feature_scale: initial value of the scale of the linear output (> 0); ``None``: :math:`1/\sqrt{D}`.
+        learn_scale: learn the scale (else it is a fixed buffer).
+
+    Attributes:
+        linear: the ``nn.Linear(in_features, dim)``; log_scale: log of the feature scale (a parameter
+        or a buffer); stats: detached health metrics of the last forward (``clipped_fraction``,
+        ``hyp_norm_{mean,min,max}``, ``feature_scale``).
+
+    Raises:
+        ValueError: in_features or dim < 1, clip_r or feature_scale <= 0.
+    """
+
+    def __init__(
+        self,
+        in_features: int,
+        dim: int = 128,
+        c: Union[float, Curvature] = 1.0,
+        clip_r: Optional[float] = 2.3,
+        feature_scale: Optional[float] = None,
+        learn_scale: bool = True,
+    ) -> None:
+        super().__init__()
+        for name, value in (("in_features", in_features), ("dim", dim)):
+            if int(value) != value or value < 1:
+                raise ValueError(f"{name} must be a positive integer, got {value}")
+        if clip_r is not None and not clip_r > 0:
+            raise ValueError(f"clip_r must be > 0 or None, got {clip_r}")
+        if feature_scale is None:
+            feature_scale = 1 / math.sqrt(dim)
+        if not feature_scale > 0:
+            raise ValueError(f"feature_scale must be > 0, got {feature_scale}")
+        self.linear = nn.Linear(int(in_features), int(dim))
+        self.curvature = c if isinstance(c, Curvature) else Curvature(float(c))
+        self.clip_r = clip_r
+        log_scale = torch.tensor(math.log(feature_scale))
+        if learn_scale:
+            self.log_scale = nn.Parameter(log_scale)
+        else:
+            self.register_buffer("log_scale", log_scale)
+        self.stats: Dict[str, Tensor] = {}
+
+    @property
+    def c(self) -> Union[float, Tensor]:
+        """The curvature magnitude (a float when fixed, a 0-dim tensor when learnable)."""
+        return self.curvature()
+
+    def tangent_of(self, features: Tensor) -> Tensor:
+        """Tangent-space (Euclidean) vectors before ``expmap0``: linear, scale, clipping."""
+        v = self.linear(features) * self.log_scale.exp()
+        if self.clip_r is not None:
+            v = clip_features(v, self.clip_r)
+        return v
+
+    def project(self, features: Tensor) -> Tensor:
+        """(B, in_features) -> (B, dim) points strictly inside the ball; records :attr:`stats`."""
+        v = self.tangent_of(features)
+        c = self.curvature()
+        z = expmap0(v, c)
+        self.stats = ball_health_stats(v, z, c, self.clip_r, self.log_scale)
+        return z
+
+    def forward(self, features: Tensor) -> Tensor:
+        return self.project(features)
+
+    def extra_repr(self) -> str:
+        return f"clip_r={self.clip_r}"
+
+
+class UHMLEmbedding(LinearBallProjection):
     r"""Backbone -> linear (to ``dim``) -> learnable scale -> optional clipping -> :math:`\exp_0^c`.
 
     See the module docstring for the design (no L2 normalisation before ``expmap0``) and the accepted
@@ -179,46 +262,15 @@ class UHMLEmbedding(nn.Module):
         learn_scale: bool = True,
         weights: Optional[PathLike] = None,
     ) -> None:
-        super().__init__()
-        if int(dim) != dim or dim < 1:
-            raise ValueError(f"dim must be a positive integer, got {dim}")
-        if clip_r is not None and not clip_r > 0:
-            raise ValueError(f"clip_r must be > 0 or None, got {clip_r}")
-        if feature_scale is None:
-            feature_scale = 1 / math.sqrt(dim)
-        if not feature_scale > 0:
-            raise ValueError(f"feature_scale must be > 0, got {feature_scale}")
-        self.backbone, width = build_resnet(backbone)
+        network, width = build_resnet(backbone)
+        super().__init__(width, dim, c=c, clip_r=clip_r, feature_scale=feature_scale, learn_scale=learn_scale)
+        self.backbone = network
         self.weights_format = None if weights is None else load_backbone_strict(self.backbone, weights)
-        self.linear = nn.Linear(width, int(dim))
-        self.curvature = c if isinstance(c, Curvature) else Curvature(float(c))
-        self.clip_r = clip_r
-        log_scale = torch.tensor(math.log(feature_scale))
-        if learn_scale:
-            self.log_scale = nn.Parameter(log_scale)
-        else:
-            self.register_buffer("log_scale", log_scale)
-        self.stats: Dict[str, Tensor] = {}
-
-    @property
-    def c(self) -> Union[float, Tensor]:
-        """The curvature magnitude (a float when fixed, a 0-dim tensor when learnable)."""
-        return self.curvature()
 
     def to_tangent(self, images: Tensor) -> Tensor:
         """Tangent-space (Euclidean) features before ``expmap0``: backbone, linear, scale, clipping."""
-        v = self.linear(self.backbone(images)) * self.log_scale.exp()
-        if self.clip_r is not None:
-            v = clip_features(v, self.clip_r)
-        return v
+        return self.tangent_of(self.backbone(images))
 
     def forward(self, images: Tensor) -> Tensor:
         """(B, 3, H, W) images -> (B, dim) points strictly inside the ball (float32, or float64 for float64 input)."""
-        v = self.to_tangent(images)
-        c = self.curvature()
-        z = expmap0(v, c)
-        self.stats = ball_health_stats(v, z, c, self.clip_r, self.log_scale)
-        return z
-
-    def extra_repr(self) -> str:
-        return f"clip_r={self.clip_r}"
+        return self.project(self.backbone(images))

@@ -58,7 +58,6 @@ MMEngine log with the progress of the embedding pass.
 from __future__ import annotations
 
 import copy
-import math
 import os
 import time
 from typing import Any, Dict, List, Optional, Sequence, Union
@@ -77,10 +76,9 @@ from mmselfsup.utils import get_model
 from torch import Tensor, nn
 from torch.utils.data import DataLoader
 
-from hcl_plugin.cluster import BalancedBatchSampler, hierarchical_labels, label_change_fraction, similarity_levels
+from hcl_plugin.cluster import (BalancedBatchSampler, LinearBallProjection, hierarchical_labels, label_change_fraction,
+                                similarity_levels)
 from hcl_plugin.eval.image_folder import LAYOUTS, RetrievalImageFolder
-from hcl_plugin.geometry import Curvature, clip_features, expmap0
-from hcl_plugin.modules.poincare_head import ball_health_stats
 from hcl_plugin.losses import HierarchicalLogRatioLoss
 
 __all__ = [
@@ -139,30 +137,22 @@ class UHMLNeck(BaseModule):
         init_cfg: Optional[Union[dict, List[dict]]] = None,
     ) -> None:
         super().__init__(init_cfg=init_cfg)
-        for name, value in (("in_channels", in_channels), ("out_channels", out_channels)):
-            if int(value) != value or value < 1:
-                raise ValueError(f"UHMLNeck: {name} must be a positive integer, got {value}")
-        if clip_r is not None and not clip_r > 0:
-            raise ValueError(f"UHMLNeck: clip_r must be > 0 or None, got {clip_r}")
-        if feature_scale is None:
-            feature_scale = 1 / math.sqrt(out_channels)
-        if not feature_scale > 0:
-            raise ValueError(f"UHMLNeck: feature_scale must be > 0, got {feature_scale}")
-        self.curvature = Curvature(float(c))
-        self.clip_r = clip_r
+        try:
+            self.projection = LinearBallProjection(in_channels, out_channels, c=float(c), clip_r=clip_r,
+                                                   feature_scale=feature_scale, learn_scale=learn_scale)
+        except ValueError as error:
+            raise ValueError(f"UHMLNeck: {error}") from None
         self.with_avg_pool = with_avg_pool
-        self.linear = nn.Linear(int(in_channels), int(out_channels))
-        log_scale = torch.tensor(math.log(feature_scale))
-        if learn_scale:
-            self.log_scale = nn.Parameter(log_scale)
-        else:
-            self.register_buffer("log_scale", log_scale)
-        self.stats: Dict[str, Tensor] = {}
+
+    @property
+    def stats(self) -> Dict[str, Tensor]:
+        """Health metrics of the last forward (see :class:`hcl_plugin.cluster.LinearBallProjection`)."""
+        return self.projection.stats
 
     @property
     def c(self) -> float:
         """The curvature magnitude."""
-        return float(self.curvature())
+        return float(self.projection.c)
 
     def forward(self, x: Union[Tensor, Sequence[Tensor]]) -> Tensor:
         """Last element of a backbone's tuple of maps (or one tensor) -> (B, D) points strictly inside the ball."""
@@ -176,13 +166,7 @@ class UHMLNeck(BaseModule):
             x = x.mean(dim=(2, 3))
         elif x.dim() != 2:
             raise ValueError(f"UHMLNeck(with_avg_pool=False) expects (B, C) features, got {tuple(x.shape)}")
-        v = self.linear(x) * self.log_scale.exp()
-        if self.clip_r is not None:
-            v = clip_features(v, self.clip_r)
-        c = self.curvature()
-        z = expmap0(v, c)
-        self.stats = ball_health_stats(v, z, c, self.clip_r, self.log_scale)
-        return z
+        return self.projection(x)
 
 
 @MODELS.register_module()
