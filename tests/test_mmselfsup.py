@@ -20,7 +20,7 @@ import hcl_plugin.mmselfsup  # noqa: F401  (registers the components)
 from hcl_plugin.geometry import dist
 from hcl_plugin.mmselfsup import HCLDenseCL, HCLMoCoV2
 from hcl_plugin.mmselfsup.backbone_checkpoint import BackboneNotFoundError, extract_backbone
-from hcl_plugin.mmselfsup.checkpoint_loading import UnsafeCheckpointError, history_buffer_getattr
+from hcl_plugin.mmengine_support.checkpoint_loading import UnsafeCheckpointError, history_buffer_getattr
 from hcl_plugin.mmselfsup.hooks import hyp_lambda_at
 from hcl_plugin.mmselfsup.transforms import crop_box
 from tests.mmselfsup_helpers import ROOT, build_embedded, tiny_config

@@ -187,7 +187,7 @@ def test_labels_survive_resume(tiny_run, image_tree, tmp_path):
 
     first, work_dir = tiny_run
     saved = hook_of(first, "RecordUHMLLabelsHook").records[0]["labels"]  # the labels epoch 0 trained on
-    from hcl_plugin.mmselfsup.checkpoint_loading import load_local_checkpoint
+    from hcl_plugin.mmengine_support.checkpoint_loading import load_local_checkpoint
 
     checkpoint = load_local_checkpoint(str(work_dir / "epoch_1.pth"), map_location="cpu")
     np.testing.assert_array_equal(checkpoint["state_dict"]["pseudo_labels"].numpy(), saved)

@@ -13,7 +13,7 @@ Registered in MMDetection's registries (``default_scope='mmdet'``):
 Importing this package also
 
 - installs hcl_plugin's allowlisted ``weights_only`` loader for local checkpoints into MMEngine's
-  ``CheckpointLoader`` (:mod:`hcl_plugin.mmselfsup.checkpoint_loading`), so ``Pretrained`` init,
+  ``CheckpointLoader`` (:mod:`hcl_plugin.mmengine_support.checkpoint_loading`), so ``Pretrained`` init,
   ``load_from`` and ``resume`` work under torch >= 2.6;
 - registers MMSelfSup's ``ResLayerExtraNorm`` (the C4 RoI head of MMSelfSup's benchmark configs).
 
@@ -28,7 +28,7 @@ from hcl_plugin.mmdet.pretrained_keys import (
     compare_keys,
     prefix_hint,
 )
-from hcl_plugin.mmselfsup import checkpoint_loading as _checkpoint_loading
+from hcl_plugin.mmengine_support import checkpoint_loading as _checkpoint_loading
 from hcl_plugin.mmdet.hooks import PretrainedKeysCheckHook
 
 _checkpoint_loading.install()

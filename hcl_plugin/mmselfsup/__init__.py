@@ -14,12 +14,13 @@ Registered in MMSelfSup's registries (``default_scope='mmselfsup'``):
   (``DATASETS``), ``UHMLBalancedBatchSampler`` (``DATA_SAMPLERS``), ``UHMLReclusterHook`` (``HOOKS``).
 
 Importing this package also makes MMEngine's local checkpoint loading work under torch >= 2.6
-(:mod:`hcl_plugin.mmselfsup.checkpoint_loading`) and lets :mod:`hcl_plugin.eval` / ``tools/analyze.py``
+(:mod:`hcl_plugin.mmengine_support.checkpoint_loading`) and lets :mod:`hcl_plugin.eval` / ``tools/analyze.py``
 read these checkpoints (:mod:`hcl_plugin.mmselfsup.eval_adapter`). The framework-free core (``hcl_plugin.geometry``,
 ``losses``, ``modules``, ``data``) does the work; these are thin wrappers.
 """
 
-from hcl_plugin.mmselfsup import checkpoint_loading, compat, eval_adapter
+from hcl_plugin.mmengine_support import checkpoint_loading
+from hcl_plugin.mmselfsup import compat, eval_adapter
 from hcl_plugin.mmselfsup.algorithms import HCLDenseCL, HCLMoCoV2
 from hcl_plugin.mmselfsup.datasets import SceneBoxDataset
 from hcl_plugin.mmselfsup.heads import HyperbolicContrastiveHead

@@ -13,7 +13,7 @@ from typing import Any, Dict
 
 import torch
 
-from hcl_plugin.mmselfsup.checkpoint_loading import load_local_checkpoint
+from hcl_plugin.mmengine_support.checkpoint_loading import load_local_checkpoint
 
 __all__ = ["extract_backbone", "BackboneNotFoundError"]
 

@@ -12,7 +12,8 @@ config text stored in the checkpoint:
   ``learn_scale`` from ``model``, ``image_size`` from the object views' ``RandomResizedCrop``.
 
 The adapter also allows, while :mod:`hcl_plugin.eval` reads a checkpoint with
-``torch.load(weights_only=True)``, the globals MMEngine's message hub needs (:func:`hcl_plugin.mmselfsup.checkpoint_loading.safe_globals`: numpy, HistoryBuffer,
+``torch.load(weights_only=True)``, the globals MMEngine's message hub needs
+(:func:`hcl_plugin.mmengine_support.checkpoint_loading.safe_globals`: numpy, HistoryBuffer,
 a restricted getattr), so these checkpoints load without ``--trust-checkpoint``.
 """
 
@@ -24,7 +25,7 @@ import torch
 from mmengine.config import Config
 
 from hcl_plugin.eval.checkpoint import CheckpointAdapter, CheckpointFormatError, register_checkpoint_adapter
-from hcl_plugin.mmselfsup.checkpoint_loading import safe_globals
+from hcl_plugin.mmengine_support.checkpoint_loading import safe_globals
 
 __all__ = ["MMSelfSupCheckpointAdapter", "register"]
 
