@@ -23,7 +23,6 @@ augmentations [1, sec. 4].
 
 from __future__ import annotations
 
-import copy
 import math
 from typing import Callable, List, Optional, Sequence, Tuple, Union
 
@@ -139,8 +138,8 @@ class SceneObjectMultiView(BaseTransform):
 
     @staticmethod
     def _view(pipeline: Compose, results: dict, crop: np.ndarray, name: str) -> np.ndarray:
+        # a shallow copy: the view pipelines add or replace keys, they do not edit the shared values
         inputs = {k: v for k, v in results.items() if k != "img"}
-        inputs = copy.deepcopy(inputs)
         inputs.update(img=np.ascontiguousarray(crop), img_shape=crop.shape[:2], ori_shape=crop.shape[:2])
         try:
             out = pipeline(inputs)
