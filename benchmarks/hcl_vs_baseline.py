@@ -26,6 +26,7 @@ sys.path[:0] = [str(ROOT), str(ROOT / "lightly_examples")]
 
 import moco_hcl  # noqa: E402
 
+from hcl_plugin.checkpoints import safe_load  # noqa: E402
 from hcl_plugin.lightly.data import ensure_embedded_dataset  # noqa: E402
 
 METRICS = ["norm_spearman", "norm_pearson", "ooc_auroc", "ooc_ap", "linear_top1", "multilabel_map", "knn_top1"]
@@ -43,7 +44,7 @@ def pretrain(data: Path, out: Path, seed: int, lambda_hyp: float, minutes: float
 
 
 def random_init(like: Path, out: Path, seed: int) -> Path:
-    checkpoint = torch.load(like, map_location="cpu", weights_only=False)  # written by this script
+    checkpoint = safe_load(like)
     torch.manual_seed(seed)
     hparams = dict(checkpoint["hyper_parameters"])
     path = out / "random_init.ckpt"
@@ -75,13 +76,14 @@ def main() -> None:
         for name, lambda_hyp in RUNS.items():
             run_dir = args.out / f"{name}_seed{seed}"
             ckpt = pretrain(args.data, run_dir, seed, lambda_hyp, args.minutes, args.steps)
-            metrics = run_analysis(ckpt, args.data, run_dir / "analysis", progress=False)
-            metrics["steps"] = torch.load(ckpt, map_location="cpu", weights_only=False)["global_step"]
+            metrics = run_analysis(ckpt, args.data, run_dir / "analysis", progress=False, overwrite=True)
+            metrics["steps"] = safe_load(ckpt)["global_step"]
             results[name].append(metrics)
         control_dir = args.out / f"random_init_seed{seed}"
         control_dir.mkdir(parents=True, exist_ok=True)
         ckpt = random_init(args.out / f"hcl_seed{seed}" / "final.ckpt", control_dir, seed)
-        results["random_init"].append(run_analysis(ckpt, args.data, control_dir / "analysis", progress=False))
+        results["random_init"].append(run_analysis(ckpt, args.data, control_dir / "analysis", progress=False,
+                                                  overwrite=True))
 
     lines = [f"| metric | {' | '.join(results)} |", "|---|" + "---|" * len(results)]
     for key in METRICS + ["steps"]:

@@ -3,7 +3,7 @@
 #
 #   requirements/build_mmcv.sh PYTHON   ->  prints the folder that holds the wheel
 #
-# Why (shared DESIGN.md section 5): MMDetection imports mmcv.ops at module level, PyPI has only
+# Why (docs/background.md, the dependency set): MMDetection imports mmcv.ops at module level, PyPI has only
 # MMCV sources in the range MMSelfSup 1.0 and MMDetection 3.3 both accept (2.0.1), and torch >= 2.10
 # headers need C++20 where MMCV's setup.py asks for C++14. So: download the sdist, change the
 # standard flag, build with torch already installed (--no-build-isolation, setuptools < 81).

@@ -112,7 +112,7 @@ def test_baseline_checkpoint_without_hyperbolic_head(scenes, tmp_path):
 
 
 def test_constant_norms_give_null_correlations_and_a_note(scenes, tmp_path):
-    """A clip radius below every raw norm puts all points at the same norm (DESIGN.md section 4)."""
+    """A clip radius below every raw norm puts all points at the same norm (docs/background.md)."""
     model = _in_memory_model()
     model.hyperbolic_head.clip_r = 1e-3
     metrics = run_analysis(model, scenes, tmp_path / "out", max_images=12, max_train_images=12, progress=False)

@@ -27,7 +27,7 @@ CURVATURES = [0.05, 1.0, 2.5]
 
 
 def geoopt_ball(geoopt, c):
-    # geoopt stores c through a float32 softplus: pass a float64 tensor for an exact c (DESIGN.md 4).
+    # geoopt stores c through a float32 softplus: pass a float64 tensor for an exact c (docs/background.md).
     return geoopt.PoincareBall(c=torch.tensor(c, dtype=torch.float64))
 
 

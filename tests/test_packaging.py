@@ -1,4 +1,4 @@
-"""The core stays framework-free and cheap to import (DESIGN.md section 1)."""
+"""The core stays framework-free and cheap to import (README, Layout)."""
 
 from __future__ import annotations
 

@@ -44,6 +44,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                              "hyperbolic head unless lambda_hyp == 0 (default auto)")
     parser.add_argument("--trust-checkpoint", action="store_true",
                         help="allow full unpickling of the checkpoint (runs code from the file; only for files you wrote)")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="write into a non-empty --out, replacing the files an earlier analysis wrote there")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
     args = parser.parse_args(argv)
 
@@ -56,10 +58,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             args.checkpoint, args.data, args.out, split=args.split, batch_size=args.batch_size, device=args.device,
             num_workers=args.num_workers, max_images=args.max_images, max_train_images=args.max_train_images,
             knn_k=args.knn_k, knn_temperature=args.knn_temperature or None, hyperbolic_source=args.hyperbolic_source,
-            trusted=args.trust_checkpoint,
+            trusted=args.trust_checkpoint, overwrite=args.overwrite,
             progress=not args.quiet,
         )
-    except (OSError, AnnotationError, CheckpointFormatError, CheckpointMismatchError) as error:
+    except (OSError, ValueError, AnnotationError, CheckpointFormatError, CheckpointMismatchError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     print(json.dumps({key: metrics[key] for key in REQUIRED_METRICS}, indent=2))

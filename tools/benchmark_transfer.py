@@ -250,7 +250,7 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict[str, Dict]:
             if args.force or not backbone.is_file():
                 ckpt = pre_dir / "<last checkpoint>" if args.dry_run else last_checkpoint(pre_dir)
                 times["extract_s"] = run([sys.executable, str(ROOT / "tools/extract_backbone.py"), str(ckpt),
-                                          str(backbone)], base / "extract.log", args.dry_run)
+                                          str(backbone), "--overwrite"], base / "extract.log", args.dry_run)
             det_opts += [f"model.{m}.init_cfg.checkpoint={backbone}" for m in det_modules]
         else:
             det_opts += [f"model.{m}.init_cfg=None" for m in det_modules] + ["custom_hooks=[]"]

@@ -5,13 +5,19 @@
 2. Pretrains ``lightly_examples/moco_hcl.py`` (ResNet-18, 64 px views, batch 32) for at most
    ``--minutes`` of training time (default 7, so the whole job stays within about 10 minutes on a
    2-core CPU); skipped when ``OUT/final.ckpt`` exists (a second run reuses it; ``--retrain`` forces).
+   A leftover ``OUT/train`` without ``OUT/final.ckpt`` (an interrupted run) is never deleted silently:
+   the demo stops and says so; ``--retrain`` deletes it and starts over.
 3. Runs the analysis (``hcl_plugin.eval.run_analysis``: norms vs number of objects, out-of-context
-   detection, linear / multi-label / kNN probes) on the trained model and, as the control DESIGN.md
-   asks for, on the same architecture at random initialisation.
+   detection, linear / multi-label / kNN probes) on the trained model and, as a control, on the same
+   architecture at random initialisation.
 4. Writes ``OUT/metrics.json`` (both), ``OUT/report.md``, ``OUT/training_loss.png`` and the
    analysis folders ``OUT/analysis/`` and ``OUT/random_init/`` with their plots.
 
-    python tools/demo.py [--out outputs/demo] [--minutes 7] [--retrain]
+    python tools/demo.py [--out outputs/demo] [--minutes 7] [--retrain] [--overwrite]
+
+``OUT`` must be new, empty or an earlier demo's folder; any other non-empty folder needs ``--overwrite``
+(files of the same names are then replaced; nothing else is deleted). Checkpoints are read without
+running anything from them (docs/security.md).
 """
 
 from __future__ import annotations
@@ -31,7 +37,11 @@ sys.path[:0] = [str(ROOT), str(ROOT / "lightly_examples")]
 
 import moco_hcl  # noqa: E402
 
+from hcl_plugin.checkpoints import safe_load  # noqa: E402
 from hcl_plugin.lightly.data import ensure_embedded_dataset  # noqa: E402
+from hcl_plugin.utils.files import record_outputs, recorded_outputs  # noqa: E402
+
+PRODUCER = "tools/demo.py"
 
 HEADLINE = ["norm_spearman", "norm_pearson", "ooc_auroc", "ooc_ap", "linear_top1", "multilabel_map", "knn_top1"]
 
@@ -43,7 +53,12 @@ def train(args: argparse.Namespace, out: Path) -> Path:
         return final
     run_dir = out / "train"
     if run_dir.exists():
-        shutil.rmtree(run_dir)  # a fresh run: old logs would mix into the loss curve
+        if not args.retrain:
+            raise SystemExit(
+                f"error: {run_dir} holds an earlier, unfinished training run (no {final}); the demo does not "
+                "resume it. Pass --retrain to delete it and train again, or choose another --out."
+            )
+        shutil.rmtree(run_dir)  # asked for with --retrain: old logs would mix into the loss curve
     moco_hcl.main([
         "--embedded-dir", str(args.data), "--image-size", "64", "--batch-size", str(args.batch_size), "--epochs", "1000",
         "--max-minutes", str(args.minutes), "--memory-bank-size", "1024", "--lr", "0.06",
@@ -55,7 +70,7 @@ def train(args: argparse.Namespace, out: Path) -> Path:
 
 def random_init_checkpoint(trained: Path, out: Path) -> Path:
     """The same architecture and hyper-parameters, untrained: the control."""
-    checkpoint = torch.load(trained, map_location="cpu", weights_only=False)  # written by this job
+    checkpoint = safe_load(trained, map_location="cpu")
     torch.manual_seed(0)
     model = moco_hcl.MoCoHCL(**dict(checkpoint["hyper_parameters"]))
     path = out / "random_init.ckpt"
@@ -98,20 +113,30 @@ def main(argv=None) -> None:
     parser.add_argument("--out", type=Path, default=Path("outputs/demo"))
     parser.add_argument("--data", type=Path, default=Path("data/embedded"))
     parser.add_argument("--minutes", type=float, default=7.0, help="training-time budget")
-    parser.add_argument("--retrain", action="store_true")
+    parser.add_argument("--retrain", action="store_true",
+                        help="train again even if OUT/final.ckpt exists (deletes OUT/train)")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="write into a non-empty OUT that is not an earlier demo's folder")
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--embedded-images", type=int, default=1000, help="size of the embedded set when built")
     args = parser.parse_args(argv)
     from hcl_plugin.eval.analyze import run_analysis
 
+    entries = sorted(p.name for p in args.out.iterdir()) if args.out.is_dir() else []
+    if entries and not recorded_outputs(args.out, PRODUCER) and not args.overwrite:
+        raise SystemExit(f"error: {args.out} is not empty ({', '.join(entries[:5])}) and is not an earlier demo's "
+                         "folder; choose another --out or pass --overwrite")
     args.out.mkdir(parents=True, exist_ok=True)
     ensure_embedded_dataset(args.data, num_images=args.embedded_images)
     trained = train(args, args.out)
+    record_outputs(args.out, PRODUCER, ["final.ckpt", "train"])
     rows = loss_curve(args.out / "train", args.out)
+    # the two analysis folders are this demo's own outputs: replaced on every run
     results = {
-        "hcl": run_analysis(trained, args.data, args.out / "analysis"),
-        "random_init": run_analysis(random_init_checkpoint(trained, args.out), args.data, args.out / "random_init"),
+        "hcl": run_analysis(trained, args.data, args.out / "analysis", overwrite=True),
+        "random_init": run_analysis(random_init_checkpoint(trained, args.out), args.data, args.out / "random_init",
+                                    overwrite=True),
     }
     steps = int(rows[-1]["step"]) + 1 if rows else None
     summary = {"steps": steps, "checkpoint": str(trained),
@@ -129,8 +154,11 @@ def main(argv=None) -> None:
         "[random_init/report.md](random_init/report.md).", "",
     ]
     (args.out / "report.md").write_text("\n".join(lines))
+    record_outputs(args.out, PRODUCER, ["final.ckpt", "train", "random_init.ckpt", "metrics.json", "report.md",
+                              "training_loss.png", "analysis", "random_init"])
     print("\n".join(lines))
-    print(f"wrote {args.out}/metrics.json and {args.out}/report.md")
+    print(f"wrote {args.out}/metrics.json and {args.out}/report.md (plots: {args.out}/analysis/, {args.out}/random_init/)")
+    print(f"next: python tools/analyze.py {trained} --data {args.data} --out outputs/analysis  (or make test)")
 
 
 if __name__ == "__main__":

@@ -2,7 +2,7 @@ r"""UHML's embedding network: torchvision ResNet -> linear -> learnable scale ->
 
 UHML [1] maps images with a backbone and a linear layer onto the Poincaré ball. The released code
 L2-normalises the linear output before :math:`\exp_0` (c = 1), which puts every point at the same
-norm :math:`\tanh(1)`: the distance to the origin then carries no information (DESIGN.md section 3).
+norm :math:`\tanh(1)`: the distance to the origin then carries no information (docs/background.md, UHML).
 Here there is **no normalisation**; instead the linear output is multiplied by a learnable scalar
 :math:`s = e^{\log s}` (stored as its log, as in MERU [3]), so the network can set the range of the
 norms without every point being pinned to one sphere, and optionally clipped at radius ``clip_r``
@@ -11,14 +11,13 @@ become extreme:
 
 .. math:: z = \exp_0^c\big(\operatorname{clip}_r(s\,(W f(x) + b))\big).
 
-The scale starts at ``feature_scale`` (default :math:`1/\sqrt{D}`). Measured at random
-initialisation on 32 px inputs (D = 128): the unscaled linear outputs have norms of 6.8-9.9 (5-95 %)
-for ResNet-18 and 8.5-11.9 for ResNet-50 in training mode (batch statistics), but only about 0.5 in
-eval mode (BatchNorm's initial running statistics). With a scale of 1 and ``clip_r = 2.3`` every
-training point would be clipped, so the scale would get no gradient and every norm would be equal
-(DESIGN.md section 4); :math:`1/\sqrt{D}` puts the training-mode norms near 0.7 (none clipped),
-and the scale is learnt from there. :attr:`UHMLEmbedding.stats` records the clipped fraction
-and the hyperbolic norms of the last forward pass as health metrics (DESIGN.md section 4).
+The scale starts at ``feature_scale`` (default :math:`1/\sqrt{D}`): at random initialisation the
+unscaled linear outputs are far larger in training mode (batch statistics) than in eval mode
+(BatchNorm's initial running statistics), and with a scale of 1 and ``clip_r = 2.3`` every training
+point would be clipped, so the scale would get no gradient and every norm would be equal
+(docs/background.md, norms and clipping); :math:`1/\sqrt{D}` keeps the training-mode norms below the
+clip radius, and the scale is learnt from there. :attr:`UHMLEmbedding.stats` records the clipped
+fraction and the hyperbolic norms of the last forward pass as health metrics.
 
 Weights (``weights=`` a local file; nothing is downloaded): a torchvision ResNet ``state_dict``
 (``conv1.weight``, ...; its ``fc.*`` entries are dropped, the classifier is replaced by the linear

@@ -42,6 +42,10 @@ from hcl_plugin.eval.plots import (
 from hcl_plugin.eval.probes import knn_top1, linear_probe_top1, multi_hot, multilabel_probe_map
 from hcl_plugin.eval.report import to_json_value, write_metrics_json, write_report_markdown
 from hcl_plugin.eval.scenes import SceneSet, count_array, load_split, read_scene_set
+from hcl_plugin.utils.files import check_output_dir, prepare_output_dir, record_outputs
+
+#: how an analysis folder is marked in its output list (``--overwrite`` replaces only these files)
+ANALYSIS_PRODUCER = "hcl_plugin.eval.analyze"
 
 __all__ = ["run_analysis", "as_eval_model", "select_hyperbolic_source", "HYPERBOLIC_SOURCES", "PLOT_FILES"]
 
@@ -173,6 +177,7 @@ def run_analysis(
     trusted: bool = False,
     progress: bool = True,
     seed: int = 0,
+    overwrite: bool = False,
 ) -> Dict[str, Any]:
     """Run the analysis and write ``metrics.json``, ``report.md`` and the plots into ``out_dir``.
 
@@ -180,7 +185,7 @@ def run_analysis(
         model_or_checkpoint: an :class:`EvalModel` (in-memory backbone + heads + ``c`` +
             ``image_size``), a checkpoint path, or a loaded checkpoint dict (docs/eval.md).
         data_dir: COCO-format data folder (``DIR/images`` + ``DIR/annotations*.json``).
-        out_dir: output folder (created).
+        out_dir: output folder (created); one that already holds files is refused unless ``overwrite``.
         split: analysis split: ``"auto"`` (val if ``annotations_val.json`` exists, else all),
             ``"val"``, ``"train"``, ``"all"``.
         batch_size, device, num_workers: feature extraction.
@@ -195,12 +200,15 @@ def run_analysis(
         trusted: allow full unpickling of the checkpoint (runs code from the file).
         progress: tqdm progress bars.
         seed: seed of the 80/20 probe split used when the folder has no train/val pair.
+        overwrite: write into a non-empty ``out_dir``, first removing the files an earlier analysis
+            recorded there (:func:`hcl_plugin.utils.files.prepare_output_dir`); nothing else is deleted.
 
     Returns:
         The metrics dict written to ``metrics.json`` (plain JSON types; flat headline keys including
         :data:`~hcl_plugin.eval.report.REQUIRED_METRICS`, ``None`` where undefined, + ``"details"``).
 
     Raises:
+        FileExistsError: ``out_dir`` is not empty and ``overwrite`` is false.
         AnnotationsNotFoundError: no annotation file in ``data_dir`` (the message names the paths tried).
         CheckpointMismatchError / CheckpointFormatError: the checkpoint does not fit the contract.
     """
@@ -209,6 +217,7 @@ def run_analysis(
     for name, value in (("max_images", max_images), ("max_train_images", max_train_images)):
         if value is not None and value < 1:
             raise ValueError(f"{name} must be >= 1 or None, got {value}")
+    out_dir = check_output_dir(out_dir, overwrite=overwrite)  # a refusal comes before any work
     timing: Dict[str, float] = {}
     start = time.perf_counter()
     data_dir = os.fspath(data_dir)
@@ -222,11 +231,10 @@ def run_analysis(
     timing["read_annotations"] = time.perf_counter() - start
 
     t = time.perf_counter()
-    out_dir = os.fspath(out_dir)
     source = os.fspath(model_or_checkpoint) if isinstance(model_or_checkpoint, (str, os.PathLike)) else None
     model, source_note = select_hyperbolic_source(as_eval_model(model_or_checkpoint, trusted=trusted),
                                                   hyperbolic_source)
-    os.makedirs(out_dir, exist_ok=True)
+    prepare_output_dir(out_dir, ANALYSIS_PRODUCER, overwrite=overwrite)
     timing["load_model"] = time.perf_counter() - t
 
     common = dict(batch_size=batch_size, device=device, num_workers=num_workers, progress=progress)
@@ -387,4 +395,5 @@ def run_analysis(
     metrics = to_json_value(metrics)
     write_metrics_json(metrics, os.path.join(out_dir, "metrics.json"))
     write_report_markdown(metrics, plots, os.path.join(out_dir, "report.md"), notes)
+    record_outputs(out_dir, ANALYSIS_PRODUCER, ["metrics.json", "report.md", *(p for p in plots.values() if p)])
     return metrics

@@ -22,21 +22,22 @@ Other formats plug in as a :class:`CheckpointAdapter` (``matches`` + ``convert``
 adapter only has to rename its keys (``backbone.`` is already MMSelfSup's prefix, its neck and head
 map to ``projection_head.`` / ``hyperbolic_head.``) and read its config into the same hyper-parameters.
 
-Loading is safe by default: ``torch.load(weights_only=True)`` (tensors and plain containers only).
-Full unpickling runs code from the file (DESIGN.md section 5) and happens only with ``trusted=True``.
+Loading is safe by default: :func:`hcl_plugin.checkpoints.safe_load` (``torch.load(weights_only=True)``;
+numeric numpy arrays and the adapters' types rebuilt from validated data; nothing from the file runs,
+docs/security.md). Full unpickling runs code from the file and happens only with ``trusted=True``.
 """
 
 from __future__ import annotations
 
 import math
 import os
-import pickle
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
 import torch
 from torch import Tensor, nn
 
+from hcl_plugin.checkpoints import CheckpointReadError, UnsafeCheckpointError, safe_load
 from hcl_plugin.geometry import expmap0
 from hcl_plugin.modules import PoincareProjectionHead
 
@@ -309,15 +310,15 @@ class CheckpointAdapter:
         name: shown in errors and recorded in the analysis metadata.
         matches: ``checkpoint dict -> bool``; the first registered adapter that matches is used.
         convert: ``checkpoint dict -> (state_dict, hyper_parameters)`` in the canonical contract.
-        safe_globals: extra globals the format needs under ``torch.load(weights_only=True)`` (entries
-            as for ``torch.serialization.safe_globals``), e.g. MMEngine's message-hub types; allowed
-            only while reading a checkpoint.
+        stand_ins: ``{"module.Name": stand-in}`` globals the format needs beyond tensors and numpy
+            (e.g. MMEngine's message-hub types), passed to :func:`hcl_plugin.checkpoints.safe_load`
+            while reading a checkpoint: inert records that validate their data, never the real class.
     """
 
     name: str
     matches: Callable[[Mapping[str, Any]], bool]
     convert: Callable[[Mapping[str, Any]], Tuple[Dict[str, Tensor], Dict[str, Any]]]
-    safe_globals: Sequence[Any] = ()
+    stand_ins: Mapping[str, Any] = field(default_factory=dict)
 
 
 def _hcl_matches(checkpoint: Mapping[str, Any]) -> bool:
@@ -342,34 +343,26 @@ def register_checkpoint_adapter(adapter: CheckpointAdapter, first: bool = True) 
         _ADAPTERS.append(adapter)
 
 
-def _unpickler_reason(error: Exception) -> str:
-    """The informative line of torch's weights-only error (its first line is generic advice)."""
-    text = str(error)
-    marker = "WeightsUnpickler error:"
-    if marker in text:
-        detail = text.split(marker, 1)[1].strip()
-        return " ".join(detail.split("\n\n")[0].split())
-    return text.splitlines()[0] if text else type(error).__name__
-
-
 def _read(path: str, trusted: bool) -> Any:
     if not os.path.isfile(path):
         raise FileNotFoundError(f"checkpoint file {path!r} does not exist")
-    allowed = [item for adapter in _ADAPTERS for item in adapter.safe_globals]
+    if trusted:  # the caller states it wrote the file: full unpickling
+        try:
+            return torch.load(path, map_location="cpu", weights_only=False)
+        except Exception as error:  # noqa: BLE001 - any failure of a trusted load is a format error here
+            raise CheckpointFormatError(f"{path}: not a readable torch checkpoint ({error})") from None
+    stand_ins: Dict[str, Any] = {}
+    for adapter in _ADAPTERS:
+        stand_ins.update(adapter.stand_ins)
     try:
-        with torch.serialization.safe_globals(allowed):
-            return torch.load(path, map_location="cpu", weights_only=not trusted)
-    except pickle.UnpicklingError as error:
-        reason = _unpickler_reason(error)
-        if trusted or "Unsupported global" not in reason:
-            raise CheckpointFormatError(f"{path}: not a readable torch checkpoint ({reason})") from None
+        return safe_load(path, map_location="cpu", stand_ins=stand_ins)
+    except UnsafeCheckpointError as error:
         raise CheckpointFormatError(
-            f"{path}: torch.load(weights_only=True) refused it ({reason}). If you wrote this file yourself "
-            "and trust it, load it with trusted=True (tools/analyze.py --trust-checkpoint): full unpickling "
-            "runs code from the file."
+            f"{error}. If you wrote this file yourself and trust it, load it with trusted=True "
+            "(tools/analyze.py --trust-checkpoint): full unpickling runs code from the file."
         ) from None
-    except (RuntimeError, EOFError) as error:
-        raise CheckpointFormatError(f"{path}: not a readable torch checkpoint ({error})") from None
+    except CheckpointReadError as error:
+        raise CheckpointFormatError(str(error)) from None
 
 
 def load_checkpoint(
@@ -401,7 +394,12 @@ def load_checkpoint(
             f"the hcl_plugin contract needs 'state_dict' and 'hyper_parameters' (adapters: "
             f"{', '.join(a.name for a in _ADAPTERS)})"
         )
-    state_dict, hyper_parameters = adapter.convert(checkpoint)
+    try:
+        state_dict, hyper_parameters = adapter.convert(checkpoint)
+    except CheckpointFormatError as error:
+        raise CheckpointFormatError(f"{source}: {error}") from None
+    except (KeyError, AttributeError, TypeError) as error:
+        raise CheckpointFormatError(f"{source}: the {adapter.name} checkpoint lacks or mistypes {error}") from None
     has_projection = any(k.startswith("projection_head.") for k in state_dict)
     has_hyperbolic = any(k.startswith("hyperbolic_head.") for k in state_dict)
     if not (has_projection or has_hyperbolic):

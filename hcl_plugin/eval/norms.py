@@ -53,7 +53,7 @@ def clipped_fraction(hyperbolic_norm: Tensor, clip_r: Union[float, None], rtol: 
 
     Clipping at radius :math:`r` bounds the tangent norm, and :math:`d_c(0, \exp_0^c(v)) = 2\|v\|`, so a
     clipped point has hyperbolic norm :math:`2r`. Returns 0 when ``clip_r`` is ``None``. When this is
-    close to 1 every norm is the same and the norm cannot carry information (DESIGN.md section 4).
+    close to 1 every norm is the same and the norm cannot carry information (docs/background.md).
     """
     if clip_r is None or hyperbolic_norm.numel() == 0:
         return 0.0

@@ -8,7 +8,7 @@ annotated object :math:`o` in image :math:`I` the score is the geodesic distance
           = \frac{2}{\sqrt c}\operatorname{arsinh}\frac{\sqrt c\,\|x-y\|}{\sqrt{(1-c\|x\|^2)(1-c\|y\|^2)}},
 
 computed in float64 from the explicit difference (:func:`hcl_plugin.geometry.dist`; accurate for
-close pairs, DESIGN.md section 4). AUROC and average precision of :math:`s` against the per-object
+close pairs, docs/numerics.md). AUROC and average precision of :math:`s` against the per-object
 ``out_of_context`` flag measure how well the distance flags the misplaced objects (0.5 AUROC and AP
 equal to the positive rate = chance).
 

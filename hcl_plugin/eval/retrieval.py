@@ -10,7 +10,7 @@ Distances: cosine (:math:`1 - \cos`, on L2-normalised rows, the usual Euclidean-
 the Poincaré distance of curvature :math:`-c`. The Poincaré ranking uses the monotone quantity
 :math:`\|x - y\|^2 / ((1 - c\|x\|^2)(1 - c\|y\|^2))` (arsinh and the square root do not change the
 order) computed in float64, because its matmul form cancels for close pairs in float32
-(DESIGN.md section 4), and close pairs are exactly the nearest neighbours.
+(docs/numerics.md), and close pairs are exactly the nearest neighbours.
 
 Memory: queries are processed in blocks of ``block_size`` rows against all N items (a block x N
 distance matrix plus a top-k), so 50,000 items need O(block_size · N) memory, never N x N.

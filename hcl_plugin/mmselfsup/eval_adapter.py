@@ -3,7 +3,8 @@
 
 MMEngine saves ``{"meta": {"cfg": <config text>, ...}, "state_dict": ..., "message_hub": ...}``. The
 adapter renames the keys into the evaluation contract and reads the hyper-parameters from the
-config text stored in the checkpoint:
+config text stored in the checkpoint, parsed as literals (:func:`hcl_plugin.checkpoints.parse_config_text`),
+never executed: a file whose text holds anything else is refused.
 
 * ``backbone.*`` stays (MMCls' ResNet uses torchvision's parameter names);
 * ``neck.mlp.{0,2}.*`` (``MoCoV2Neck`` / ``DenseCLNeck`` global branch) -> ``projection_head.layers.{0,2}.*``;
@@ -11,10 +12,9 @@ config text stored in the checkpoint:
 * ``backbone = resnet<depth>``, the heads' widths, ``c``, ``clip_r``, ``feature_scale``,
   ``learn_scale`` from ``model``, ``image_size`` from the object views' ``RandomResizedCrop``.
 
-The adapter also allows, while :mod:`hcl_plugin.eval` reads a checkpoint with
-``torch.load(weights_only=True)``, the globals MMEngine's message hub needs
-(:func:`hcl_plugin.mmengine_support.checkpoint_loading.safe_globals`: numpy, HistoryBuffer,
-a restricted getattr), so these checkpoints load without ``--trust-checkpoint``.
+The adapter also brings the stand-ins of MMEngine's message-hub types
+(:func:`hcl_plugin.mmengine_support.checkpoint_loading.mmengine_stand_ins`: ``HistoryBuffer`` rebuilt from
+its data, a restricted getattr), so these checkpoints load without ``--trust-checkpoint``.
 """
 
 from __future__ import annotations
@@ -22,10 +22,11 @@ from __future__ import annotations
 from typing import Any, Dict, Mapping, Tuple
 
 import torch
-from mmengine.config import Config
+from mmengine.config import ConfigDict
 
+from hcl_plugin.checkpoints import UnsafeConfigTextError, parse_config_text
 from hcl_plugin.eval.checkpoint import CheckpointAdapter, CheckpointFormatError, register_checkpoint_adapter
-from hcl_plugin.mmengine_support.checkpoint_loading import safe_globals
+from hcl_plugin.mmengine_support.checkpoint_loading import mmengine_stand_ins
 
 __all__ = ["MMSelfSupCheckpointAdapter", "register"]
 
@@ -38,7 +39,7 @@ def _matches(checkpoint: Mapping[str, Any]) -> bool:
             and any(k.startswith("backbone.") for k in state) and any(k.startswith("neck.mlp.") for k in state))
 
 
-def _image_size(cfg: Config) -> int:
+def _image_size(cfg: ConfigDict) -> int:
     for step in cfg.get("train_dataloader", {}).get("dataset", {}).get("pipeline", []):
         if step.get("type") == "SceneObjectMultiView":
             for view in step.get("object_transforms", []):
@@ -50,9 +51,11 @@ def _image_size(cfg: Config) -> int:
 
 def _convert(checkpoint: Mapping[str, Any]) -> Tuple[Dict[str, torch.Tensor], Dict[str, Any]]:
     try:
-        cfg = Config.fromstring(checkpoint["meta"]["cfg"], ".py")
-    except Exception as error:  # the text a checkpoint carries may not parse outside its project
-        raise CheckpointFormatError(f"the config text in meta['cfg'] does not parse: {error}") from None
+        cfg = ConfigDict(parse_config_text(checkpoint["meta"]["cfg"]))
+    except UnsafeConfigTextError as error:
+        raise CheckpointFormatError(f"meta['cfg'] is refused (nothing from it was run): {error}") from None
+    if not isinstance(cfg.get("model"), dict):
+        raise CheckpointFormatError("meta['cfg'] has no model = dict(...)")
     model = cfg.model
     state: Dict[str, torch.Tensor] = {}
     for key, value in checkpoint["state_dict"].items():
@@ -78,7 +81,7 @@ def _convert(checkpoint: Mapping[str, Any]) -> Tuple[Dict[str, torch.Tensor], Di
 
 
 #: MMSelfSup / MMEngine checkpoints (``tools/train.py`` output).
-MMSelfSupCheckpointAdapter = CheckpointAdapter("mmselfsup", _matches, _convert, safe_globals=safe_globals())
+MMSelfSupCheckpointAdapter = CheckpointAdapter("mmselfsup", _matches, _convert, stand_ins=mmengine_stand_ins())
 
 _registered = False
 

@@ -37,7 +37,7 @@ class PoincareNeck(BaseModule):
         c: curvature magnitude (official HCL: 0.05, ball radius ``1/sqrt(c)``).
         clip_r: feature-clipping radius before ``expmap0``; ``None`` = no clipping.
         feature_scale: initial scale of the MLP output; ``None`` = no scaling. A learnable scale
-            (MERU-style) keeps the norms in the informative range (shared DESIGN.md section 4).
+            (MERU-style) keeps the norms in the informative range (docs/background.md).
         learn_scale: learn ``feature_scale``.
         with_avg_pool: pool the ``(N, C, H, W)`` map; ``False`` expects ``(N, C)`` features.
         init_cfg: MMEngine initialisation config.

@@ -1,7 +1,7 @@
 # MoCo-v2 + HCL: MMSelfSup's MoCo-v2 model (ResNet-50, MoCoV2Neck 2048-2048-128, tau 0.2, queue 65536,
 # m 0.999) plus the hyperbolic branch with the official HCL defaults: lambda 0.1, c 0.05 (ball radius
 # 1/sqrt(c) ~ 4.47), tau 0.2, a queue of 65536 object keys on the ball. The learnable feature scale
-# (initial 1/sqrt(128)) keeps the hyperbolic norms in the informative range (shared DESIGN.md s. 4).
+# (initial 1/sqrt(128)) keeps the hyperbolic norms in the informative range (docs/background.md).
 _base_ = 'mmselfsup::selfsup/_base_/models/mocov2.py'
 
 hyp_c = 0.05
