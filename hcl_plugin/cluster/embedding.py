@@ -25,7 +25,8 @@ layer), or a checkpoint of this project — a dict with ``"state_dict"`` whose e
 ``backbone.<torchvision key>`` (HCL / MoCo / SimCLR examples) or ``embedding.backbone.<key>`` (the
 UHML example) hold the backbone; other entries (heads, momentum encoders, queues) are ignored. The
 backbone is loaded **strictly**: missing, unexpected or wrongly shaped keys raise
-:class:`WeightsMismatchError` listing them. Files are read with ``torch.load(weights_only=True)``.
+:class:`WeightsMismatchError` listing them. Files are read with
+:func:`hcl_plugin.checkpoints.safe_load` (nothing from the file runs).
 
 torchvision is imported when the module is built (the ``data`` extra), not when this file is imported.
 
@@ -43,6 +44,7 @@ from typing import Dict, List, Mapping, Optional, Tuple, Union
 import torch
 from torch import Tensor, nn
 
+from hcl_plugin.checkpoints import safe_load
 from hcl_plugin.geometry import Curvature, clip_features, expmap0
 from hcl_plugin.modules.poincare_head import ball_health_stats
 
@@ -86,7 +88,7 @@ def backbone_state_dict(source: Union[PathLike, Mapping[str, object]]) -> Tuple[
         name = os.fspath(source)
         if not os.path.isfile(name):
             raise FileNotFoundError(f"weights file {name!r} does not exist")
-        source = torch.load(name, map_location="cpu", weights_only=True)
+        source = safe_load(name, map_location="cpu")
     if not isinstance(source, Mapping):
         raise WeightsMismatchError(f"{name}: expected a state_dict or a checkpoint dict, got {type(source).__name__}")
     state = source.get("state_dict", source)
