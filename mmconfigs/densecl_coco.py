@@ -7,7 +7,7 @@ _base_ = [
 ]
 find_unused_parameters = True
 train_dataloader = dict(dataset=dict(pipeline=[
-    dict(type='LoadImageFromFile'),
+    dict(type='LoadSceneImageFromFile'),  # hcl_plugin's loader: same pixels as the Lightly path
     {{_base_.box_sampler}},
     dict(type='SceneObjectMultiView', object_transforms={{_base_.object_view_pipeline}}, hyperbolic_views=False),
     dict(type='PackSelfSupInputs', meta_keys=['img_path']),

@@ -24,7 +24,8 @@ def coco_files(tmp_path):
         annotation(13, 2, [0, 0, 50, 50], iscrowd=1),  # crowd: skipped by default
         annotation(14, 2, [0, 0, 40, 20], category_id=7),
     ]
-    return write_coco(tmp_path / "instances_train2017.json", images, anns), root
+    categories = [{"id": 1, "name": "thing"}, {"id": 7, "name": "seven"}]  # every category_id used is declared
+    return write_coco(tmp_path / "instances_train2017.json", images, anns, categories), root
 
 
 def test_coco_boxes_labels_and_counts(coco_files):

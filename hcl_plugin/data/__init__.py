@@ -1,9 +1,9 @@
 """Scene/object data pipeline for HCL, framework-free (torch, torchvision, pycocotools, scikit-image).
 
 Modules: ``boxes`` (box utilities), ``sampler`` (``SceneObjectSampler``), ``views`` (``HCLViews``),
-``readers`` (COCO / OpenImages / proposals), ``scene_dataset`` (``HCLSceneDataset``), ``proposals`` and
-``proposals_file`` (selective search), ``animal_mnist``, ``scene_contexts`` and ``synthetic`` (the
-embedded data set). See docs/data.md.
+``readers`` (COCO / OpenImages / proposals), ``image_io`` (the one image loader),
+``scene_dataset`` (``HCLSceneDataset``), ``proposals`` and ``proposals_file`` (selective search),
+``animal_mnist``, ``scene_contexts`` and ``synthetic`` (the embedded data set). See docs/data.md.
 
 Names are imported lazily on first access, so ``import hcl_plugin.data`` stays cheap.
 """
@@ -44,10 +44,15 @@ _EXPORTS: Dict[str, str] = {
     "read_coco": "readers",
     "read_openimages": "readers",
     "read_proposal_boxes": "readers",
+    "load_coco_document": "readers",
+    "validate_box": "readers",
+    # image loading (the one loader of every framework)
+    "ImageLoadError": "image_io",
+    "load_rgb_image": "image_io",
+    "load_image_array": "image_io",
+    "read_image_size": "image_io",
     # data set
     "HCLSceneDataset": "scene_dataset",
-    "ImageLoadError": "scene_dataset",
-    "load_rgb_image": "scene_dataset",
     # proposals
     "SelectiveSearchConfig": "proposals",
     "selective_search": "proposals",

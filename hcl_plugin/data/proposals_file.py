@@ -17,9 +17,9 @@ from multiprocessing import get_context
 from pathlib import Path
 from typing import Dict, Iterable, List, Optional, Sequence, Tuple
 
-import numpy as np
-
+from hcl_plugin.data.image_io import ImageLoadError, load_image_array
 from hcl_plugin.data.proposals import SelectiveSearchConfig, propose_boxes, proposals_to_coco_annotations
+from hcl_plugin.data.readers import load_coco_document
 
 __all__ = ["IMAGE_EXTENSIONS", "list_images", "images_from_coco", "make_proposals_file"]
 
@@ -38,23 +38,23 @@ def list_images(image_root: os.PathLike) -> List[Dict[str, object]]:
 
 
 def images_from_coco(annotation_file: os.PathLike) -> List[Dict[str, object]]:
-    """The ``images`` entries of a COCO file (ids kept, so proposals line up with its annotations)."""
-    with open(annotation_file, "r", encoding="utf-8") as handle:
-        dataset = json.load(handle)
-    if "images" not in dataset:
-        raise ValueError(f"{annotation_file}: missing key 'images'")
+    """The ``images`` entries of a COCO file (ids kept, so proposals line up with its annotations).
+
+    Raises:
+        FileNotFoundError: no such file.
+        AnnotationError: not a COCO dict, no ``images`` list, an entry without ``id``/``file_name``, a
+            duplicate id... (``load_coco_document``; the message names the file and the entry).
+    """
+    dataset = load_coco_document(annotation_file, check_annotations=False)
     return [{"id": image["id"], "file_name": image["file_name"]} for image in dataset["images"]]
 
 
 def _propose_one(job: Tuple[str, SelectiveSearchConfig]) -> Tuple[Optional[Tuple[int, int]], object]:
-    from PIL import Image, UnidentifiedImageError
-
     path, config = job
     try:
-        with Image.open(path) as image:
-            rgb = np.asarray(image.convert("RGB"))
-    except (FileNotFoundError, UnidentifiedImageError, OSError, ValueError, SyntaxError) as error:
-        return None, f"cannot read image file {path!r}: {error}"
+        rgb = load_image_array(path)
+    except ImageLoadError as error:
+        return None, str(error)
     return (rgb.shape[0], rgb.shape[1]), propose_boxes(rgb, config)
 
 

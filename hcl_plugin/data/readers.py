@@ -12,7 +12,12 @@
 
 Boxes are stored normalised (``xyxy`` in fractions of the image), because OpenImages does not record
 image sizes; ``SceneRecord.pixel_boxes`` converts them once the image is decoded. Boxes outside the
-image are clipped and counted, degenerate boxes dropped and counted, in ``ReadStats``.
+image are clipped and counted, zero-size boxes dropped and counted, in ``ReadStats``.
+
+Everything else that is malformed raises ``AnnotationError`` (a ``ValueError``) naming the file and the
+offending key, id, index or CSV line, and the value (``validate_box`` is the one box check of all
+readers; ``load_coco_document`` the one structural check of COCO files). A COCO image whose file
+header disagrees with its ``width``/``height`` is an error too (checked from the header, no decode).
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ import contextlib
 import csv
 import io
 import json
+import math
 import os
 from collections import Counter
 from dataclasses import dataclass, field
@@ -29,7 +35,8 @@ from typing import Dict, List, Optional, Sequence, Tuple, Union
 import torch
 from torch import Tensor
 
-from hcl_plugin.data.boxes import as_boxes, degenerate_mask, denormalize_boxes, xywh_to_xyxy
+from hcl_plugin.data.boxes import degenerate_mask, denormalize_boxes, xywh_to_xyxy
+from hcl_plugin.data.image_io import ImageLoadError, read_image_size
 
 __all__ = [
     "SceneRecord",
@@ -38,11 +45,15 @@ __all__ = [
     "read_coco",
     "read_openimages",
     "read_proposal_boxes",
+    "load_coco_document",
+    "validate_box",
     "OPENIMAGES_COLUMNS",
 ]
 
 PathLike = Union[str, "os.PathLike[str]"]
 OPENIMAGES_COLUMNS = ("ImageID", "LabelName", "XMin", "XMax", "YMin", "YMax")
+_FLOAT32_MAX = 3.4028234663852886e38
+_INT64_RANGE = (-(2**63), 2**63 - 1)
 
 
 class AnnotationError(ValueError):
@@ -93,6 +104,215 @@ class ReadResult:
         return len(self.records)
 
 
+# ------------------------------------------------------------------------------------ value checks
+
+
+def _finite_float(value: object) -> Optional[float]:
+    """``value`` as a float if it is a JSON number (not a bool) that is finite in float32, else ``None``."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    try:
+        number = float(value)
+    except OverflowError:  # an integer beyond the float range
+        return None
+    return number if math.isfinite(number) and abs(number) <= _FLOAT32_MAX else None
+
+
+def _is_id(value: object) -> bool:
+    """COCO ids: integers (not bools) or strings."""
+    return isinstance(value, str) or (isinstance(value, int) and not isinstance(value, bool))
+
+
+def _is_int64(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and _INT64_RANGE[0] <= value <= _INT64_RANGE[1]
+
+
+def validate_box(values: object, box_format: str, where: str) -> List[float]:
+    """Check one box and return its four coordinates as floats (the box check of every reader).
+
+    Args:
+        values: the box as read: a list/tuple of four numbers.
+        box_format: ``"xywh"`` (COCO ``[x, y, width, height]``) or ``"xyxy"`` (``[x1, y1, x2, y2]``).
+        where: names the box in the message, e.g. ``"ann.json: annotation 7"``.
+
+    Zero-size boxes pass (the readers drop and count them as degenerate); boxes outside the image pass
+    (clipped and counted).
+
+    Raises:
+        AnnotationError: not four numbers (a string, ``null``, a bool, a nested list...), a coordinate
+            that is NaN, infinite or beyond float32, or a negative width/height (``x2 < x1`` /
+            ``y2 < y1``); the message starts with ``where`` and shows the value.
+    """
+    if box_format not in ("xywh", "xyxy"):
+        raise ValueError(f"box_format must be 'xywh' or 'xyxy', got {box_format!r}")
+    if not isinstance(values, (list, tuple)) or len(values) != 4:
+        raise AnnotationError(f"{where} has bbox {values!r}, need 4 numbers [{', '.join(box_format)}]")
+    coords = [_finite_float(v) for v in values]
+    if any(c is None for c in coords):
+        raise AnnotationError(f"{where} has bbox {values!r}: every coordinate must be a finite number")
+    a, b, c, d = coords
+    if box_format == "xywh":
+        if c < 0 or d < 0:
+            raise AnnotationError(f"{where} has bbox {values!r} with a negative width or height")
+        if _finite_float(a + c) is None or _finite_float(b + d) is None:
+            raise AnnotationError(f"{where} has bbox {values!r}: x + width or y + height is beyond float32")
+    elif c < a or d < b:
+        raise AnnotationError(f"{where} has box {values!r} (x1, y1, x2, y2) with x2 < x1 or y2 < y1")
+    return [a, b, c, d]
+
+
+# ------------------------------------------------------------------------------------ COCO documents
+
+
+def _read_json(path: str) -> object:
+    try:
+        with open(path, "r", encoding="utf-8") as handle:
+            return json.load(handle)
+    except json.JSONDecodeError as error:
+        raise AnnotationError(f"{path}: not valid JSON ({error})") from None
+    except UnicodeDecodeError as error:
+        raise AnnotationError(f"{path}: not UTF-8 text ({error})") from None
+    except (ValueError, RecursionError) as error:  # e.g. an integer literal over Python's digit limit
+        raise AnnotationError(f"{path}: cannot parse the JSON ({type(error).__name__}: {error})") from None
+
+
+def _list_of_dicts(dataset: dict, key: str, source: str) -> List[dict]:
+    value = dataset[key]
+    if not isinstance(value, list):
+        raise AnnotationError(f"{source}: {key!r} must be a list, got {type(value).__name__}")
+    for position, entry in enumerate(value):
+        if not isinstance(entry, dict):
+            raise AnnotationError(f"{source}: {key}[{position}] must be a dict, got {entry!r}")
+    return value
+
+
+def _check_images(images: List[dict], source: str) -> None:
+    first_position: Dict[object, int] = {}
+    for position, image in enumerate(images):
+        for key in ("id", "file_name"):
+            if key not in image:
+                raise AnnotationError(f"{source}: images[{position}] has no key {key!r}")
+        image_id = image["id"]
+        if not _is_id(image_id):
+            raise AnnotationError(f"{source}: images[{position}] has id {image_id!r}; need an integer or a string")
+        if image_id in first_position:
+            raise AnnotationError(
+                f"{source}: duplicate image id {image_id!r} (images[{first_position[image_id]}] and "
+                f"images[{position}]); each image needs its own id"
+            )
+        first_position[image_id] = position
+        if not isinstance(image["file_name"], str) or not image["file_name"]:
+            raise AnnotationError(
+                f"{source}: image {image_id!r} (images[{position}]) has file_name {image['file_name']!r}; "
+                "need a non-empty string"
+            )
+        for key in ("width", "height"):
+            value = image.get(key)
+            if value is not None and ((_finite_float(value) or 0.0) <= 0):
+                raise AnnotationError(
+                    f"{source}: image {image_id!r} ({image['file_name']}) has {key} {value!r}; "
+                    "need a positive number (or no key)"
+                )
+
+
+def _check_categories(categories: List[dict], source: str) -> Dict[int, str]:
+    names: Dict[int, str] = {}
+    for position, category in enumerate(categories):
+        if "id" not in category:
+            raise AnnotationError(f"{source}: categories[{position}] has no key 'id'")
+        category_id = category["id"]
+        if not _is_int64(category_id):
+            raise AnnotationError(f"{source}: categories[{position}] has id {category_id!r}; need an integer")
+        if category_id in names:
+            raise AnnotationError(f"{source}: duplicate category id {category_id} (categories[{position}])")
+        names[category_id] = str(category.get("name", category_id))
+    return names
+
+
+def _check_annotations(annotations: List[dict], image_ids: set, category_ids: Optional[set], source: str) -> None:
+    seen: Dict[object, int] = {}
+    for position, ann in enumerate(annotations):
+        if "id" not in ann:
+            raise AnnotationError(f"{source}: annotations[{position}] has no key 'id'")
+        ann_id = ann["id"]
+        if not _is_id(ann_id):
+            raise AnnotationError(f"{source}: annotations[{position}] has id {ann_id!r}; need an integer or a string")
+        if ann_id in seen:
+            raise AnnotationError(
+                f"{source}: duplicate annotation id {ann_id!r} (annotations[{seen[ann_id]}] and annotations[{position}])"
+            )
+        seen[ann_id] = position
+        for key in ("image_id", "bbox"):
+            if key not in ann:
+                raise AnnotationError(f"{source}: annotation {ann_id!r} has no key {key!r}")
+        if not _is_id(ann["image_id"]) or ann["image_id"] not in image_ids:
+            raise AnnotationError(
+                f"{source}: annotation {ann_id!r} points to image_id {ann['image_id']!r}, which is not in 'images'"
+            )
+        validate_box(ann["bbox"], "xywh", f"{source}: annotation {ann_id!r}")
+        if category_ids is not None and "category_id" not in ann:
+            raise AnnotationError(f"{source}: annotation {ann_id!r} has no key 'category_id'")
+        if category_ids is not None and (not _is_int64(ann["category_id"]) or ann["category_id"] not in category_ids):
+            raise AnnotationError(
+                f"{source}: annotation {ann_id!r} has category_id {ann['category_id']!r}, which is not in "
+                f"'categories' (ids: {sorted(category_ids)[:20]})"
+            )
+        if ann.get("iscrowd", 0) not in (0, 1):  # True/False compare equal to 1/0
+            raise AnnotationError(f"{source}: annotation {ann_id!r} has iscrowd {ann['iscrowd']!r}; need 0 or 1")
+        if "score" in ann and _finite_float(ann["score"]) is None:
+            raise AnnotationError(f"{source}: annotation {ann_id!r} has score {ann['score']!r}; need a finite number")
+
+
+def load_coco_document(
+    path: PathLike,
+    require_annotations: bool = False,
+    check_annotations: bool = True,
+    check_categories: bool = True,
+) -> dict:
+    """Read a COCO-format JSON file and check its structure; the one COCO check of every reader.
+
+    Checks: a dict with a list ``images`` of dicts with a unique integer/string ``id``, a non-empty
+    string ``file_name`` and, when present, positive ``width``/``height``; with ``check_annotations``,
+    a list ``annotations`` (required if ``require_annotations``) of dicts with a unique ``id``, an
+    ``image_id`` that is in ``images`` and a ``bbox`` that passes :func:`validate_box` (``xywh``),
+    ``iscrowd`` 0/1 and a finite ``score`` if given; with ``check_categories`` also an integer
+    ``category_id`` listed in ``categories`` (unique integer ids).
+
+    Returns:
+        The document, with ``annotations`` and ``categories`` defaulted to ``[]``.
+
+    Raises:
+        FileNotFoundError: no such file.
+        AnnotationError: anything else; the message names the file and the key / id / index and value.
+    """
+    path = os.fspath(path)
+    dataset = _read_json(path)
+    if not isinstance(dataset, dict):
+        raise AnnotationError(
+            f"{path}: expected a COCO dict with 'images', got a {type(dataset).__name__} "
+            "(a detection-results list needs the matching instances file)"
+        )
+    required = ("images", "annotations") if require_annotations else ("images",)
+    for key in required:
+        if key not in dataset:
+            raise AnnotationError(f"{path}: missing key {key!r}")
+    images = _list_of_dicts(dataset, "images", path)
+    _check_images(images, path)
+    if not check_annotations:
+        return dataset
+    dataset.setdefault("annotations", [])
+    dataset.setdefault("categories", [])
+    annotations = _list_of_dicts(dataset, "annotations", path)
+    category_ids = None
+    if check_categories:
+        category_ids = set(_check_categories(_list_of_dicts(dataset, "categories", path), path))
+    _check_annotations(annotations, {image["id"] for image in images}, category_ids, path)
+    return dataset
+
+
+# ------------------------------------------------------------------------------------ shared steps
+
+
 def _normalise_and_clean(
     boxes_px: Tensor, width: float, height: float, stats: Counter
 ) -> Tuple[Tensor, Tensor]:
@@ -118,9 +338,43 @@ def _check_image_file(path: str, on_missing_image: str, stats: Counter, source: 
     raise FileNotFoundError(f"image file {path!r} (listed in {source}) does not exist")
 
 
+def _check_image_size(path: str, image: dict, source: str) -> None:
+    """The file header's size must equal the annotation's ``width``/``height`` (when both are given).
+
+    A file whose header cannot be read is left to the decoder (``ImageLoadError`` naming it, or
+    skipped by ``on_bad_image="skip"``).
+    """
+    width, height = image.get("width"), image.get("height")
+    if width is None or height is None:
+        return
+    try:
+        file_width, file_height = read_image_size(path)
+    except ImageLoadError:
+        return
+    if (file_width, file_height) != (width, height):
+        raise AnnotationError(
+            f"{source}: image {image['id']!r} ({image['file_name']}) is {file_width}x{file_height} px in the file "
+            f"{path!r} but width x height = {width}x{height} in the annotations; its boxes would be rescaled. "
+            "Is this the annotation file of these images?"
+        )
+
+
+def _bbox_tensor(anns: Sequence[dict]) -> Tensor:
+    """The (already validated) ``bbox`` values of ``anns`` as a float32 ``(N, 4)`` tensor."""
+    return torch.tensor([[float(v) for v in a["bbox"]] for a in anns], dtype=torch.float32)
+
+
 def _check_choice(value: str, name: str, allowed: Sequence[str]) -> None:
     if value not in allowed:
         raise ValueError(f"{name} must be one of {', '.join(allowed)}; got {value!r}")
+
+
+def _id_order(image_id: Union[int, str]) -> Tuple[bool, Union[int, str]]:
+    """Sort key for image ids: integers first, then strings."""
+    return isinstance(image_id, str), image_id
+
+
+# ------------------------------------------------------------------------------------ readers
 
 
 def read_coco(
@@ -141,46 +395,19 @@ def read_coco(
         on_missing_image: ``"raise"`` (``FileNotFoundError`` naming the file) or ``"skip"`` (counted).
 
     Raises:
-        AnnotationError: a missing key, an annotation whose ``image_id`` is not in ``images``, or a
-            malformed ``bbox`` — the message names the file and the id.
+        AnnotationError: any structural problem found by :func:`load_coco_document` (a missing key, a
+            duplicate image or annotation id, an annotation whose ``image_id`` is not in ``images`` or
+            whose ``category_id`` is not in ``categories``, a malformed ``bbox``), an image with boxes
+            but no width/height, or an image file whose header size differs from its
+            ``width``/``height``; the message names the file and the id.
+        FileNotFoundError: the annotation file, or (``on_missing_image="raise"``) an image file.
     """
     from pycocotools.coco import COCO
 
     _check_choice(on_missing_image, "on_missing_image", ("raise", "skip"))
     annotation_file = os.fspath(annotation_file)
     image_root = os.fspath(image_root)
-    try:
-        with open(annotation_file, "r", encoding="utf-8") as handle:
-            dataset = json.load(handle)
-    except json.JSONDecodeError as error:
-        raise AnnotationError(f"{annotation_file}: not valid JSON ({error})") from None
-    if not isinstance(dataset, dict):
-        raise AnnotationError(
-            f"{annotation_file}: expected a COCO dict with 'images', got a {type(dataset).__name__} "
-            "(a detection-results list needs the matching instances file)"
-        )
-    if "images" not in dataset:
-        raise AnnotationError(f"{annotation_file}: missing key 'images'")
-    image_ids = set()
-    for position, image in enumerate(dataset["images"]):
-        for key in ("id", "file_name"):
-            if key not in image:
-                raise AnnotationError(f"{annotation_file}: images[{position}] has no key {key!r}")
-        image_ids.add(image["id"])
-    for position, ann in enumerate(dataset.get("annotations", [])):
-        ann_id = ann.get("id", f"at position {position}")
-        for key in ("image_id", "bbox"):
-            if key not in ann:
-                raise AnnotationError(f"{annotation_file}: annotation {ann_id} has no key {key!r}")
-        if ann["image_id"] not in image_ids:
-            raise AnnotationError(
-                f"{annotation_file}: annotation {ann_id} points to image_id {ann['image_id']!r}, "
-                "which is not in 'images'"
-            )
-        if len(ann["bbox"]) != 4:
-            raise AnnotationError(f"{annotation_file}: annotation {ann_id} has bbox {ann['bbox']!r}, need 4 numbers")
-    dataset.setdefault("annotations", [])
-    dataset.setdefault("categories", [])
+    dataset = load_coco_document(annotation_file)
 
     coco = COCO()
     coco.dataset = dataset
@@ -191,23 +418,24 @@ def read_coco(
     records: List[SceneRecord] = []
     label_names = {int(c["id"]): str(c.get("name", c["id"])) for c in dataset["categories"]}
     standard = {"id", "file_name", "width", "height", "license", "coco_url", "flickr_url", "date_captured"}
-    for image_id in sorted(coco.imgs):
+    for image_id in sorted(coco.imgs, key=_id_order):
         image = coco.imgs[image_id]
         path = os.path.join(image_root, image["file_name"])
         if not _check_image_file(path, on_missing_image, stats, annotation_file):
             continue
+        _check_image_size(path, image, annotation_file)
         width, height = image.get("width"), image.get("height")
         anns = coco.imgToAnns.get(image_id, [])
         if not include_crowd:
             crowd = [a for a in anns if a.get("iscrowd", 0)]
             stats["crowd_skipped"] += len(crowd)
             anns = [a for a in anns if not a.get("iscrowd", 0)]
-        if anns and (not width or not height):
-            raise AnnotationError(f"{annotation_file}: image {image_id} has boxes but no width/height")
+        if anns and (width is None or height is None):
+            raise AnnotationError(f"{annotation_file}: image {image_id!r} has boxes but no width/height")
         if anns:
-            boxes_px = xywh_to_xyxy(as_boxes([a["bbox"] for a in anns], f"{annotation_file} image {image_id} bbox"))
+            boxes_px = xywh_to_xyxy(_bbox_tensor(anns))
             boxes, keep = _normalise_and_clean(boxes_px, float(width), float(height), stats)
-            labels = torch.tensor([int(a.get("category_id", 1)) for a in anns], dtype=torch.long)[keep]
+            labels = torch.tensor([a["category_id"] for a in anns], dtype=torch.long)[keep]
         else:
             boxes, labels = torch.zeros(0, 4), torch.zeros(0, dtype=torch.long)
         if boxes.shape[0] == 0:
@@ -220,6 +448,23 @@ def read_coco(
         extra = {k: v for k, v in image.items() if k not in standard}
         records.append(SceneRecord(image_id, path, boxes, labels, width, height, extra))
     return ReadResult(records, stats, label_names)
+
+
+def _csv_rows(box_csv: str):
+    """``(line number, row dict)`` of a CSV with the OpenImages columns; malformed CSV named by line."""
+    with open(box_csv, "r", encoding="utf-8", newline="") as handle:
+        reader = csv.DictReader(handle)
+        try:
+            fieldnames = reader.fieldnames
+            missing = [c for c in OPENIMAGES_COLUMNS if c not in (fieldnames or [])]
+            if missing:
+                raise AnnotationError(f"{box_csv}: missing column(s) {', '.join(missing)}; found {fieldnames}")
+            for row in reader:
+                yield reader.line_num, row
+        except UnicodeDecodeError as error:
+            raise AnnotationError(f"{box_csv}: not UTF-8 text after line {reader.line_num} ({error})") from None
+        except csv.Error as error:
+            raise AnnotationError(f"{box_csv}: line {reader.line_num + 1}: malformed CSV ({error})") from None
 
 
 def read_openimages(
@@ -238,31 +483,38 @@ def read_openimages(
         on_missing_image: ``"raise"`` or ``"skip"`` (counted).
 
     Raises:
-        AnnotationError: a required column is missing or a coordinate is not a number (names the line).
+        AnnotationError: a required column is missing, a row lacks ``ImageID``/``LabelName``, a
+            coordinate is not a finite number, ``XMax < XMin`` or ``YMax < YMin``, or the file is not
+            UTF-8 CSV; the message names the file, the line, the ``ImageID`` and the value.
+        FileNotFoundError: the CSV, or (``on_missing_image="raise"``) an image file.
     """
     _check_choice(on_missing_image, "on_missing_image", ("raise", "skip"))
     box_csv = os.fspath(box_csv)
     image_root = os.fspath(image_root)
     stats: Counter = Counter()
     per_image: Dict[str, List[Tuple[List[float], str]]] = {}
-    with open(box_csv, "r", encoding="utf-8", newline="") as handle:
-        reader = csv.DictReader(handle)
-        missing = [c for c in OPENIMAGES_COLUMNS if c not in (reader.fieldnames or [])]
-        if missing:
-            raise AnnotationError(f"{box_csv}: missing column(s) {', '.join(missing)}; found {reader.fieldnames}")
-        for row in reader:
-            if skip_group_boxes and row.get("IsGroupOf", "0") == "1":
-                stats["group_skipped"] += 1
-                continue
+    for line, row in _csv_rows(box_csv):
+        for column in ("ImageID", "LabelName"):
+            if not row.get(column):
+                raise AnnotationError(f"{box_csv}: line {line} has no {column} (value {row.get(column)!r})")
+        image_id = row["ImageID"]
+        if skip_group_boxes and row.get("IsGroupOf", "0") == "1":
+            stats["group_skipped"] += 1
+            continue
+        coords = []
+        for column in ("XMin", "YMin", "XMax", "YMax"):
             try:
-                x_min, x_max = float(row["XMin"]), float(row["XMax"])
-                y_min, y_max = float(row["YMin"]), float(row["YMax"])
+                value = float(row[column])
             except (TypeError, ValueError):
+                value = None
+            if value is None or _finite_float(value) is None:
                 raise AnnotationError(
-                    f"{box_csv}: line {reader.line_num} (ImageID {row.get('ImageID')!r}) has a coordinate "
-                    "that is not a number"
-                ) from None
-            per_image.setdefault(row["ImageID"], []).append(([x_min, y_min, x_max, y_max], row["LabelName"]))
+                    f"{box_csv}: line {line} (ImageID {image_id!r}) has {column} = {row[column]!r}, "
+                    "which is not a finite number"
+                )
+            coords.append(value)
+        validate_box(coords, "xyxy", f"{box_csv}: line {line} (ImageID {image_id!r})")
+        per_image.setdefault(image_id, []).append((coords, row["LabelName"]))
 
     names = sorted({label for rows in per_image.values() for _, label in rows})
     label_index = {name: i for i, name in enumerate(names)}
@@ -272,7 +524,7 @@ def read_openimages(
         if not _check_image_file(path, on_missing_image, stats, box_csv):
             continue
         rows = per_image[image_id]
-        boxes, keep = _clip_normalised(as_boxes([r[0] for r in rows], f"{box_csv} ImageID {image_id}"), stats)
+        boxes, keep = _clip_normalised(torch.tensor([r[0] for r in rows], dtype=torch.float32), stats)
         labels = torch.tensor([label_index[r[1]] for r in rows], dtype=torch.long)[keep]
         if boxes.shape[0] == 0:
             stats["images_without_boxes"] += 1
@@ -286,22 +538,29 @@ def read_proposal_boxes(proposals_file: PathLike, image_root: PathLike = "") -> 
     """A proposals file (COCO format) as ``{image path: normalised xyxy boxes}``, best-ranked first.
 
     The paths are ``os.path.join(image_root, file_name)``, matching ``SceneRecord.path`` of a reader
-    given the same ``image_root``. Image files are not checked here.
+    given the same ``image_root``. Image files are not checked here; categories are not needed.
+
+    Raises:
+        AnnotationError: a structural problem (see :func:`load_coco_document`; ``annotations`` is
+            required), two images with the same ``file_name``, or an image with proposals but no
+            width/height; the message names the file and the id.
+        FileNotFoundError: no such proposals file.
     """
     proposals_file = os.fspath(proposals_file)
-    with open(proposals_file, "r", encoding="utf-8") as handle:
-        dataset = json.load(handle)
-    for key in ("images", "annotations"):
-        if key not in dataset:
-            raise AnnotationError(f"{proposals_file}: missing key {key!r}")
-    images = {image["id"]: image for image in dataset["images"]}
+    dataset = load_coco_document(proposals_file, require_annotations=True, check_categories=False)
+    images: Dict[object, dict] = {}
+    owner: Dict[str, object] = {}
+    for image in dataset["images"]:
+        path = os.path.join(os.fspath(image_root), image["file_name"])
+        if path in owner:
+            raise AnnotationError(
+                f"{proposals_file}: images {owner[path]!r} and {image['id']!r} have the same file_name "
+                f"{image['file_name']!r}"
+            )
+        owner[path] = image["id"]
+        images[image["id"]] = image
     grouped: Dict[object, List[dict]] = {image_id: [] for image_id in images}
     for ann in dataset["annotations"]:
-        if ann["image_id"] not in images:
-            raise AnnotationError(
-                f"{proposals_file}: annotation {ann.get('id')} points to image_id {ann['image_id']!r}, "
-                "which is not in 'images'"
-            )
         grouped[ann["image_id"]].append(ann)
     stats: Counter = Counter()
     result_boxes: Dict[str, Tensor] = {}
@@ -312,8 +571,8 @@ def read_proposal_boxes(proposals_file: PathLike, image_root: PathLike = "") -> 
         if not anns:
             result_boxes[path] = torch.zeros(0, 4)
             continue
-        if not image.get("width") or not image.get("height"):
-            raise AnnotationError(f"{proposals_file}: image {image_id} has proposals but no width/height")
-        boxes_px = xywh_to_xyxy(as_boxes([a["bbox"] for a in anns], f"{proposals_file} image {image_id} bbox"))
+        if image.get("width") is None or image.get("height") is None:
+            raise AnnotationError(f"{proposals_file}: image {image_id!r} has proposals but no width/height")
+        boxes_px = xywh_to_xyxy(_bbox_tensor(anns))
         result_boxes[path] = _normalise_and_clean(boxes_px, float(image["width"]), float(image["height"]), stats)[0]
     return result_boxes

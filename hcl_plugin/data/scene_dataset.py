@@ -1,7 +1,9 @@
 """``HCLSceneDataset``: records from a reader -> decoded image -> sampled boxes -> the four HCL views.
 
-A plain ``torch.utils.data.Dataset`` (no training framework). Images that cannot be decoded raise
-``ImageLoadError`` naming the file, or, with ``on_bad_image="skip"``, are counted and replaced by
+A plain ``torch.utils.data.Dataset`` (no training framework). Images are decoded by the project's one
+loader, :func:`hcl_plugin.data.image_io.load_rgb_image` (16-bit, palette, alpha, CMYK... rules there), so
+the MMEngine path sees the same pixels. Images that cannot be decoded raise ``ImageLoadError`` naming
+the file, or, with ``on_bad_image="skip"``, are counted and replaced by
 another image. Images with too few boxes follow the sampler's ``too_few_boxes`` policy; for
 ``"resample"`` another image is drawn as in the official HCL loop (github shlokk/HCL,
 ``OpenImages.__getitem__``: ``while n_box < 2: item = randint(...)``), at most ``max_draws`` times.
@@ -15,29 +17,13 @@ from collections import Counter
 from typing import Dict, List, Optional, Sequence, Union
 
 import torch
-from PIL import Image, UnidentifiedImageError
 from torch.utils.data import Dataset
 
+from hcl_plugin.data.image_io import ImageLoadError, load_rgb_image
 from hcl_plugin.data.readers import ReadResult, SceneRecord
 from hcl_plugin.data.views import HCLViews
 
-__all__ = ["ImageLoadError", "load_rgb_image", "HCLSceneDataset"]
-
-
-class ImageLoadError(OSError):
-    """An image file is missing or cannot be decoded; the message names the file."""
-
-
-def load_rgb_image(path: str) -> Image.Image:
-    """Open and fully decode ``path`` as RGB; raise ``ImageLoadError`` naming the file on failure."""
-    try:
-        with Image.open(path) as image:
-            image.load()
-            return image.convert("RGB")
-    except FileNotFoundError:
-        raise ImageLoadError(f"image file {path!r} does not exist") from None
-    except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as error:
-        raise ImageLoadError(f"cannot decode image file {path!r}: {error}") from None
+__all__ = ["ImageLoadError", "load_rgb_image", "HCLSceneDataset"]  # the loader lives in image_io
 
 
 class HCLSceneDataset(Dataset):

@@ -27,7 +27,7 @@ from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 
 from hcl_plugin.data.boxes import union_box
-from hcl_plugin.data.scene_dataset import load_rgb_image
+from hcl_plugin.data.image_io import load_rgb_image
 from hcl_plugin.eval.checkpoint import EvalModel
 from hcl_plugin.eval.scenes import SceneSet
 

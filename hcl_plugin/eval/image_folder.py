@@ -13,7 +13,9 @@ Layouts of the usual metric-learning sets:
 
 Classes are ordered by their sorted relative path (``superclass/class``); ``split="train"`` keeps the
 first ``num_classes // 2`` classes, ``split="test"`` the rest, ``split="all"`` everything. Class
-indices are global (the same in every split). Only the standard library and PIL are used.
+indices are global (the same in every split). Images are decoded by the project's one loader,
+:func:`hcl_plugin.data.image_io.load_rgb_image` (PIL + numpy; 16-bit, palette, alpha and CMYK rules
+in docs/data.md), the same pixels the training pipelines see.
 """
 
 from __future__ import annotations
@@ -24,6 +26,8 @@ from typing import Any, Callable, List, Optional, Tuple, Union
 
 from PIL import Image
 
+from hcl_plugin.data.image_io import ImageLoadError, load_rgb_image
+
 __all__ = ["IMAGE_EXTENSIONS", "LAYOUTS", "SPLITS", "ImageReadError", "RetrievalImageFolder", "class_range"]
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".pgm", ".tif", ".tiff", ".webp")
@@ -32,8 +36,8 @@ SPLITS = ("all", "train", "test")
 PathLike = Union[str, "os.PathLike[str]"]
 
 
-class ImageReadError(OSError):
-    """An image file could not be decoded; the message names the file."""
+ImageReadError = ImageLoadError
+"""An image file could not be decoded; the message names the file (the loader's ``ImageLoadError``)."""
 
 
 def class_range(num_classes: int, split: str) -> range:
@@ -154,9 +158,5 @@ class RetrievalImageFolder:
 
     def __getitem__(self, index: int) -> Tuple[Any, int]:
         path, label = self.samples[index]
-        try:
-            with Image.open(path) as image:
-                image = image.convert("RGB")
-        except (OSError, ValueError) as error:
-            raise ImageReadError(f"cannot read image {path!r}: {error}") from error
+        image = load_rgb_image(path)
         return (self.transform(image) if self.transform is not None else image), label

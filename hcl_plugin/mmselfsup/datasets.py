@@ -5,27 +5,64 @@ COCO, written by ``tools/make_proposals.py``) or an OpenImages box CSV, read by 
 readers of :mod:`hcl_plugin.data.readers` (pycocotools for COCO). Each item is a dict with
 ``img_path``, ``img_id``, ``gt_bboxes_normalized`` (``(N, 4)`` float32 ``xyxy`` in [0, 1]),
 ``gt_bboxes_labels`` and, when a ``proposal_file`` is given, ``proposals_normalized`` (the fallback
-boxes of the ``'proposals'`` policy). The pipeline (``LoadImageFromFile``, ``SampleSceneObjectBoxes``,
+boxes of the ``'proposals'`` policy). The pipeline (``LoadSceneImageFromFile``, ``SampleSceneObjectBoxes``,
 ``SceneObjectMultiView``, ``PackSelfSupInputs``) turns it into HCL's four views.
 
+The configs read images with ``LoadSceneImageFromFile``, the project's one loader
+(:mod:`hcl_plugin.data.image_io`, PIL + numpy; BGR order as MMCV's), so MMEngine training and the
+Lightly / evaluation path see identical pixels (16-bit PNGs, palette, alpha, CMYK), and an empty or
+corrupt file raises ``ImageLoadError`` naming it. A pipeline that names MMCV's ``LoadImageFromFile``
+instead gets MMCV's decoding, as written.
+
 Everything is checked when the data set is built (so a run fails at start, not at iteration N):
-the annotation file, the image folder and, with ``on_missing_image='raise'``, every image file.
+the annotation file (see :mod:`hcl_plugin.data.readers`), the image folder, with
+``on_missing_image='raise'`` every image file, and that at least one image has enough boxes for the
+``'resample'``/``'raise'`` policy of ``SampleSceneObjectBoxes`` (otherwise MMEngine would only say
+"Cannot find valid image after 1000!").
 """
 
 from __future__ import annotations
 
 import os
-from typing import Any, Dict, List, Optional, Sequence
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 from mmengine.dataset import BaseDataset
 from mmselfsup.registry import DATASETS
 
-from hcl_plugin.data.readers import read_coco, read_openimages, read_proposal_boxes
+from hcl_plugin.data.readers import SceneRecord, read_coco, read_openimages, read_proposal_boxes
 
 __all__ = ["SceneBoxDataset", "ANNOTATION_FORMATS"]
 
 ANNOTATION_FORMATS = ("coco", "openimages")
+def _step_type(step: Any) -> Optional[str]:
+    """The registry name of a pipeline step given as a config dict or a transform object."""
+    if isinstance(step, dict):
+        kind = step.get("type")
+        return kind if isinstance(kind, str) else getattr(kind, "__name__", None)
+    return type(step).__name__
+
+
+def _box_policy(pipeline: Sequence[Any]) -> Optional[Tuple[str, int, float]]:
+    """``(too_few_boxes, min_boxes, min_box_size)`` of the pipeline's ``SampleSceneObjectBoxes``, if any."""
+    for step in pipeline:
+        if _step_type(step) != "SampleSceneObjectBoxes":
+            continue
+        if isinstance(step, dict):
+            return (str(step.get("too_few_boxes", "resample")), int(step.get("min_boxes", 2)),
+                    float(step.get("min_box_size", 56)))
+        sampler = step.sampler
+        return sampler.too_few_boxes.value, int(sampler.min_boxes), float(sampler.min_box_area) ** 0.5
+    return None
+
+
+def _usable_boxes(record: SceneRecord, min_box_size: float) -> int:
+    """Boxes of ``record`` at least ``min_box_size`` px square (all boxes when the image size is unknown)."""
+    if record.width is None or record.height is None:
+        return int(record.boxes.shape[0])
+    pixel = record.pixel_boxes(float(record.height), float(record.width))
+    area = (pixel[:, 2] - pixel[:, 0]) * (pixel[:, 3] - pixel[:, 1])
+    return int((area >= min_box_size**2 * (1 - 1e-4)).sum())
 
 
 @DATASETS.register_module()
@@ -51,7 +88,10 @@ class SceneBoxDataset(BaseDataset):
         FileNotFoundError: the annotation file, the image folder, the proposal file or (with
             ``on_missing_image='raise'``) an image does not exist; the message has the path and the
             config key to fix.
-        ValueError: an unknown ``ann_format``.
+        ValueError: an unknown ``ann_format``; no image with enough boxes for the pipeline's
+            ``SampleSceneObjectBoxes`` policy (names the annotation file); a ``LoadImageFromFile``
+            option the project's loader does not support.
+        hcl_plugin.data.AnnotationError: a malformed annotation file (names the file and the id).
     """
 
     def __init__(
@@ -74,6 +114,7 @@ class SceneBoxDataset(BaseDataset):
         self.image_extension = image_extension
         self.on_missing_image = on_missing_image
         self.read_stats: Dict[str, int] = {}
+        self._box_policy = _box_policy(kwargs.get("pipeline") or [])
         super().__init__(ann_file=ann_file, data_root=data_root,
                          data_prefix=data_prefix if data_prefix is not None else dict(img_path=""), **kwargs)
 
@@ -123,7 +164,29 @@ class SceneBoxDataset(BaseDataset):
             data_list.append(item)
         if not data_list:
             raise ValueError(f"SceneBoxDataset: {ann_file!r} lists no usable image (read stats: {self.read_stats})")
+        self._check_some_image_has_boxes(ann_file, result.records)
         return data_list
+
+    def _check_some_image_has_boxes(self, ann_file: str, records: Sequence[SceneRecord]) -> None:
+        """Under the ``'resample'``/``'raise'`` policy some image needs ``min_boxes`` usable boxes.
+
+        Otherwise every draw fails and MMEngine stops with "Cannot find valid image after 1000!"; say
+        at build time that the set has no such image, naming the annotation file.
+        """
+        if self._box_policy is None:
+            return
+        policy, min_boxes, min_box_size = self._box_policy
+        if policy not in ("resample", "raise"):
+            return
+        if any(_usable_boxes(record, min_box_size) >= min_boxes for record in records):
+            return
+        raise ValueError(
+            f"SceneBoxDataset: no image in {ann_file!r} has {min_boxes} or more boxes of at least "
+            f"{min_box_size:g} x {min_box_size:g} px ({len(records)} images, {self.read_stats.get('boxes', 0)} "
+            f"boxes in all; read stats: {self.read_stats}), so SampleSceneObjectBoxes(too_few_boxes="
+            f"'{policy}') has no image to use. Check the annotation file (are its annotations empty?), lower "
+            "min_box_size/min_boxes, or use too_few_boxes='proposals' / 'random_crops'"
+        )
 
     def get_cat_ids(self, idx: int) -> Sequence[int]:
         return [int(x) for x in self.get_data_info(idx)["gt_bboxes_labels"]]

@@ -1,15 +1,20 @@
-"""HCL's crops as MMSelfSup transforms: ``SampleSceneObjectBoxes`` and ``SceneObjectMultiView``.
+"""HCL's crops as MMSelfSup transforms: ``SampleSceneObjectBoxes``, ``SceneObjectMultiView`` and the
+image loader ``LoadSceneImageFromFile``.
 
 A pipeline in MMSelfSup's style::
 
     train_pipeline = [
-        dict(type='LoadImageFromFile'),
+        dict(type='LoadSceneImageFromFile'),   # the project's one image loader
         dict(type='SampleSceneObjectBoxes', min_box_size=56),          # object box + scene box
         dict(type='SceneObjectMultiView',
              object_transforms=mocov2_view_pipeline,                    # views 0, 1 (baseline)
              scene_transforms=hyperbolic_view_pipeline),                # views 2 (scene), 3 (object)
         dict(type='PackSelfSupInputs', meta_keys=['img_path', 'scene_bbox', 'object_bbox']),
     ]
+
+``LoadSceneImageFromFile`` calls the project's one loader, :func:`hcl_plugin.data.image_io.load_image_array`,
+so this pipeline and the Lightly / evaluation path decode every file (16-bit PNG, palette, alpha, CMYK)
+to the same pixels.
 
 The box rules are those of the official HCL code [1] (:class:`hcl_plugin.data.SceneObjectSampler`:
 boxes under 56 x 56 px dropped, images with fewer than 2 boxes re-drawn, object = one random box,
@@ -31,9 +36,12 @@ import torch
 from mmcv.transforms import BaseTransform, Compose
 from mmselfsup.registry import TRANSFORMS
 
+from hcl_plugin.data.image_io import load_image_array
 from hcl_plugin.data.sampler import SceneObjectSampler
 
-__all__ = ["SampleSceneObjectBoxes", "SceneObjectMultiView", "crop_box"]
+__all__ = ["LoadSceneImageFromFile", "SampleSceneObjectBoxes", "SceneObjectMultiView", "crop_box"]
+
+CHANNEL_ORDERS = ("bgr", "rgb")
 
 Transform = Union[dict, Callable[[dict], dict]]
 
@@ -46,6 +54,48 @@ def crop_box(img: np.ndarray, box: Sequence[float]) -> np.ndarray:
     x2 = max(min(int(math.ceil(box[2])), width), x1 + 1)
     y2 = max(min(int(math.ceil(box[3])), height), y1 + 1)
     return img[y1:y2, x1:x2]
+
+
+@TRANSFORMS.register_module()
+class LoadSceneImageFromFile(BaseTransform):
+    """Read ``results['img_path']`` with the project's one image loader (PIL + numpy).
+
+    The pixels are those of :func:`hcl_plugin.data.image_io.load_image_array` (the Lightly and
+    evaluation path's), stored in ``channel_order``: ``'bgr'`` by default, the order MMCV's
+    ``LoadImageFromFile`` gives and the configs' data preprocessors expect (``bgr_to_rgb=True``), so
+    the network sees identical RGB values on both paths.
+
+    Required keys: ``img_path``. Added keys: ``img`` (``(H, W, 3)`` uint8, or float32 with
+    ``to_float32``), ``img_shape``, ``ori_shape``.
+
+    Args:
+        to_float32: return float32 pixels (as MMCV's ``LoadImageFromFile``).
+        channel_order: ``'bgr'`` or ``'rgb'``.
+
+    Raises:
+        hcl_plugin.data.ImageLoadError: the file is missing, empty, corrupt or of an unsupported mode;
+            the message names the file (MMCV/OpenCV would fail with a bare assertion).
+    """
+
+    def __init__(self, to_float32: bool = False, channel_order: str = "bgr") -> None:
+        if channel_order not in CHANNEL_ORDERS:
+            raise ValueError(f"LoadSceneImageFromFile: channel_order must be one of {CHANNEL_ORDERS}, got {channel_order!r}")
+        self.to_float32 = bool(to_float32)
+        self.channel_order = channel_order
+
+    def transform(self, results: dict) -> dict:
+        img = load_image_array(results["img_path"])
+        if self.channel_order == "bgr":
+            img = np.ascontiguousarray(img[..., ::-1])
+        if self.to_float32:
+            img = img.astype(np.float32)
+        results["img"] = img
+        results["img_shape"] = img.shape[:2]
+        results["ori_shape"] = img.shape[:2]
+        return results
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(to_float32={self.to_float32}, channel_order='{self.channel_order}')"
 
 
 @TRANSFORMS.register_module()

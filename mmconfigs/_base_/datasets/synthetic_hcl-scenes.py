@@ -28,7 +28,7 @@ scene_view_pipeline = [
 box_sampler = dict(type='SampleSceneObjectBoxes', min_box_size=24, min_boxes=2, scene_boxes=(2, 5),
                    expand_to=96, too_few_boxes='resample')
 train_pipeline = [
-    dict(type='LoadImageFromFile'),
+    dict(type='LoadSceneImageFromFile'),  # hcl_plugin's loader: same pixels as the Lightly path
     box_sampler,
     dict(type='SceneObjectMultiView', object_transforms=object_view_pipeline,
          scene_transforms=scene_view_pipeline, hyperbolic_views=True),
