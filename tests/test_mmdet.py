@@ -273,7 +273,9 @@ def test_r50_backbone_into_r18_detector_names_mismatched_and_unexpected_keys(hcl
     with pytest.raises(PretrainedKeysError) as info:
         check_pretrained_keys(model, ["backbone"])
     message = str(info.value)
-    assert "shape mismatch" in message and "layer1.0.conv1.weight: (64, 64, 3, 3) vs (64, 64, 1, 1)" in message
+    # one listing format for every key check (hcl_plugin.checkpoints.keys): shapes as checkpoint vs model
+    assert "shape mismatch (checkpoint vs model)" in message
+    assert "layer1.0.conv1.weight: (64, 64, 1, 1) vs (64, 64, 3, 3)" in message
     assert "unexpected" in message and "layer1.0.conv3.weight" in message
 
 
@@ -297,7 +299,8 @@ def test_compare_keys_and_prefix_hint_are_plain_functions():
 
     expected = {"a.w": torch.zeros(2), "b.w": torch.zeros(3)}
     report = compare_keys(expected, {"a.w": torch.zeros(2), "b.w": torch.zeros(4), "c.w": torch.zeros(1)})
-    assert report.matched == ["a.w"] and report.mismatched == [("b.w", (3,), (4,))] and report.unexpected == ["c.w"]
+    # mismatched: (key, shape in the checkpoint, shape in the model), as every key report of the project
+    assert report.matched == ["a.w"] and report.mismatched == [("b.w", (4,), (3,))] and report.unexpected == ["c.w"]
     assert not report.ok and compare_keys(expected, expected).ok
     hint = prefix_hint(["a.w", "b.w"], ["backbone.a.w", "backbone.b.w"])
     assert hint is not None and "'backbone.'" in hint and "extract_backbone.py" in hint

@@ -5,11 +5,17 @@
   stand-ins for their framework's types (MMEngine's ``HistoryBuffer``).
 - :func:`parse_config_text`: the config text MMEngine stores in ``meta['cfg']``, read as literals
   instead of executed (:mod:`~hcl_plugin.checkpoints.config_text`).
+- :func:`compare_keys` / :class:`KeyReport` / :class:`KeyMismatchError`: strict key comparison with one
+  report and one error type (:mod:`~hcl_plugin.checkpoints.keys`).
+- :func:`build_resnet` / :func:`select_prefixed`: the one ResNet builder and backbone extraction
+  (:mod:`~hcl_plugin.checkpoints.backbones`).
 
 docs/security.md states what is refused and how each case is tested.
 """
 
+from hcl_plugin.checkpoints.backbones import BACKBONE_FEATURE_DIMS, BackboneNotFoundError, build_resnet, select_prefixed
 from hcl_plugin.checkpoints.config_text import UnsafeConfigTextError, parse_config_text
+from hcl_plugin.checkpoints.keys import KeyMismatchError, KeyReport, compare_keys, prefix_hint
 from hcl_plugin.checkpoints.safe_load import (
     CheckpointReadError,
     NumpyArrayRecord,
@@ -22,14 +28,22 @@ from hcl_plugin.checkpoints.safe_load import (
 )
 
 __all__ = [
+    "BACKBONE_FEATURE_DIMS",
+    "BackboneNotFoundError",
     "CheckpointReadError",
+    "KeyMismatchError",
+    "KeyReport",
     "NumpyArrayRecord",
     "NumpyDTypeRecord",
     "Record",
     "UnsafeCheckpointError",
     "UnsafeConfigTextError",
+    "build_resnet",
+    "compare_keys",
     "materialize",
     "numpy_stand_ins",
     "parse_config_text",
+    "prefix_hint",
     "safe_load",
+    "select_prefixed",
 ]

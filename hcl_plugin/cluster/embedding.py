@@ -39,38 +39,42 @@ from __future__ import annotations
 
 import math
 import os
+import warnings
 from typing import Dict, List, Mapping, Optional, Tuple, Union
 
 import torch
 from torch import Tensor, nn
 
-from hcl_plugin.checkpoints import safe_load
+from hcl_plugin.checkpoints import (
+    BACKBONE_FEATURE_DIMS,
+    BackboneNotFoundError,
+    KeyMismatchError,
+    compare_keys,
+    safe_load,
+    select_prefixed,
+)
+from hcl_plugin.checkpoints import build_resnet as _build_resnet
 from hcl_plugin.geometry import Curvature, clip_features, expmap0
 from hcl_plugin.modules.poincare_head import ball_health_stats
 
 __all__ = [
     "BACKBONES", "LinearBallProjection", "UHMLEmbedding", "WeightsMismatchError", "backbone_state_dict", "build_resnet"]
 
-BACKBONES = ("resnet18", "resnet34", "resnet50", "resnet101")
+BACKBONES = tuple(BACKBONE_FEATURE_DIMS)
 #: Prefixes under which a project checkpoint's ``state_dict`` holds the torchvision backbone.
 BACKBONE_PREFIXES = ("backbone.", "embedding.backbone.")
 PathLike = Union[str, "os.PathLike[str]"]
 
 
-class WeightsMismatchError(ValueError):
+class WeightsMismatchError(KeyMismatchError):
     """A weights file does not fit the backbone; the message lists the missing/unexpected/mis-shaped keys."""
 
 
 def build_resnet(name: str) -> Tuple[nn.Module, int]:
-    """A randomly initialised torchvision ResNet with ``fc = Identity`` (torchvision key names) and its width."""
-    import torchvision
-
-    if name not in BACKBONES:
-        raise ValueError(f"backbone must be one of {BACKBONES}, got {name!r}")
-    model = getattr(torchvision.models, name)(weights=None)
-    width = model.fc.in_features
-    model.fc = nn.Identity()
-    return model, width
+    """Deprecated alias of :func:`hcl_plugin.checkpoints.build_resnet` (kept for one release)."""
+    warnings.warn("hcl_plugin.cluster.embedding.build_resnet moved to hcl_plugin.checkpoints.build_resnet",
+                  DeprecationWarning, stacklevel=2)
+    return _build_resnet(name)
 
 
 def backbone_state_dict(source: Union[PathLike, Mapping[str, object]]) -> Tuple[Dict[str, Tensor], str]:
@@ -94,11 +98,12 @@ def backbone_state_dict(source: Union[PathLike, Mapping[str, object]]) -> Tuple[
     state = source.get("state_dict", source)
     if not isinstance(state, Mapping):
         raise WeightsMismatchError(f"{name}: 'state_dict' is a {type(state).__name__}, not a mapping")
+    try:
+        picked, prefix = select_prefixed(state, BACKBONE_PREFIXES, name)
+        return picked, f"checkpoint ({prefix}* entries)"
+    except BackboneNotFoundError:
+        pass
     tensors = {k: v for k, v in state.items() if isinstance(v, Tensor)}
-    for prefix in BACKBONE_PREFIXES:
-        picked = {k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)}
-        if picked:
-            return picked, f"checkpoint ({prefix}* entries)"
     if "conv1.weight" in tensors:
         return {k: v for k, v in tensors.items() if not k.startswith("fc.")}, "torchvision state_dict"
     sample = ", ".join(sorted(tensors)[:5]) or "no tensors"
@@ -109,11 +114,6 @@ def backbone_state_dict(source: Union[PathLike, Mapping[str, object]]) -> Tuple[
     )
 
 
-def _list(keys: List[str], limit: int = 20) -> str:
-    shown = ", ".join(keys[:limit])
-    return shown + (f", ... ({len(keys) - limit} more)" if len(keys) > limit else "")
-
-
 def load_backbone_strict(backbone: nn.Module, weights: Union[PathLike, Mapping[str, object]]) -> str:
     """Load ``weights`` into ``backbone`` strictly; return the detected format.
 
@@ -121,20 +121,11 @@ def load_backbone_strict(backbone: nn.Module, weights: Union[PathLike, Mapping[s
         WeightsMismatchError: listing missing, unexpected and wrongly shaped keys.
     """
     state, kind = backbone_state_dict(weights)
-    expected = backbone.state_dict()
-    missing = sorted(set(expected) - set(state))
-    unexpected = sorted(set(state) - set(expected))
-    shapes = sorted(f"{k} {tuple(state[k].shape)} != {tuple(expected[k].shape)}"
-                    for k in set(state) & set(expected) if state[k].shape != expected[k].shape)
-    if missing or unexpected or shapes:
+    report = compare_keys(backbone.state_dict(), state)
+    if not report.ok:
         where = weights if not isinstance(weights, Mapping) else "weights"
-        parts = [f"{len(missing)} missing: {_list(missing)}" if missing else "",
-                 f"{len(unexpected)} unexpected: {_list(unexpected)}" if unexpected else "",
-                 f"{len(shapes)} with other shapes: {_list(shapes)}" if shapes else ""]
-        raise WeightsMismatchError(
-            f"{where} ({kind}) does not match the backbone: " + "; ".join(p for p in parts if p)
-            + " — is --backbone the architecture the weights were trained with?"
-        )
+        raise WeightsMismatchError(f"{where} ({kind}) does not match the backbone:", report,
+                                   hint="is --backbone the architecture the weights were trained with?")
     backbone.load_state_dict(state, strict=True)
     return kind
 
@@ -263,7 +254,7 @@ class UHMLEmbedding(LinearBallProjection):
         learn_scale: bool = True,
         weights: Optional[PathLike] = None,
     ) -> None:
-        network, width = build_resnet(backbone)
+        network, width = _build_resnet(backbone)
         super().__init__(width, dim, c=c, clip_r=clip_r, feature_scale=feature_scale, learn_scale=learn_scale)
         self.backbone = network
         self.weights_format = None if weights is None else load_backbone_strict(self.backbone, weights)

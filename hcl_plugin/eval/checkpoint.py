@@ -32,12 +32,20 @@ from __future__ import annotations
 import math
 import os
 from dataclasses import dataclass, field
-from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple, Union
+from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple, Union
 
 import torch
 from torch import Tensor, nn
 
-from hcl_plugin.checkpoints import CheckpointReadError, UnsafeCheckpointError, safe_load
+from hcl_plugin.checkpoints import (
+    BACKBONE_FEATURE_DIMS,
+    CheckpointReadError,
+    KeyMismatchError,
+    UnsafeCheckpointError,
+    build_resnet,
+    compare_keys,
+    safe_load,
+)
 from hcl_plugin.geometry import expmap0
 from hcl_plugin.modules import PoincareProjectionHead
 
@@ -58,9 +66,6 @@ __all__ = [
 
 PathLike = Union[str, "os.PathLike[str]"]
 
-#: Width of the pooled features of the supported torchvision backbones.
-BACKBONE_FEATURE_DIMS: Dict[str, int] = {"resnet18": 512, "resnet34": 512, "resnet50": 2048, "resnet101": 2048}
-
 #: Hyper-parameters an :class:`EvalModel` is built from (``lambda_hyp`` is optional metadata).
 REQUIRED_HYPER_PARAMETERS: Tuple[str, ...] = (
     "backbone",
@@ -75,48 +80,16 @@ REQUIRED_HYPER_PARAMETERS: Tuple[str, ...] = (
     "image_size",
 )
 
-#: State-dict prefixes of the modules the analysis uses; all other prefixes are ignored.
-MODULE_PREFIXES: Tuple[str, ...] = ("backbone.", "projection_head.", "hyperbolic_head.")
-
-
 class CheckpointFormatError(ValueError):
     """The file is not a checkpoint this package can read; the message names the file and what is missing."""
 
 
-class CheckpointMismatchError(ValueError):
+class CheckpointMismatchError(KeyMismatchError):
     """The checkpoint's weights do not fit the architecture its hyper-parameters describe.
 
-    Attributes:
-        missing: keys the model expects that the checkpoint lacks.
-        unexpected: keys under the model's prefixes the model does not have.
-        shape_mismatch: ``(key, checkpoint shape, model shape)`` for keys present in both.
+    A :class:`hcl_plugin.checkpoints.KeyMismatchError`: ``missing``, ``unexpected`` (under the model's
+    prefixes) and ``shape_mismatch`` (``(key, checkpoint shape, model shape)``) list the keys.
     """
-
-    def __init__(
-        self,
-        source: str,
-        missing: Sequence[str],
-        unexpected: Sequence[str],
-        shape_mismatch: Sequence[Tuple[str, Tuple[int, ...], Tuple[int, ...]]],
-        limit: int = 25,
-    ) -> None:
-        self.missing, self.unexpected, self.shape_mismatch = list(missing), list(unexpected), list(shape_mismatch)
-        lines = [f"{source}: the weights do not match the architecture described by its hyper-parameters"]
-
-        def listing(title: str, items: List[str]) -> None:
-            if items:
-                lines.append(f"  {title} ({len(items)}):")
-                lines.extend(f"    {item}" for item in items[:limit])
-                if len(items) > limit:
-                    lines.append(f"    ... and {len(items) - limit} more")
-
-        listing("missing in the checkpoint", self.missing)
-        listing("unexpected in the checkpoint", self.unexpected)
-        listing(
-            "shape mismatch (checkpoint vs model)",
-            [f"{k}: {tuple(a)} vs {tuple(b)}" for k, a, b in self.shape_mismatch],
-        )
-        super().__init__("\n".join(lines))
 
 
 class EuclideanProjectionHead(nn.Module):
@@ -207,15 +180,10 @@ class EvalModel(nn.Module):
 
 
 def _resnet(name: str) -> Tuple[nn.Module, int]:
-    import torchvision
-
-    if name not in BACKBONE_FEATURE_DIMS:
-        raise CheckpointFormatError(
-            f"unsupported backbone {name!r}; supported: {', '.join(sorted(BACKBONE_FEATURE_DIMS))}"
-        )
-    net = getattr(torchvision.models, name)(weights=None)
-    net.fc = nn.Identity()
-    return net, BACKBONE_FEATURE_DIMS[name]
+    try:
+        return build_resnet(name)
+    except ValueError as error:
+        raise CheckpointFormatError(str(error)) from None
 
 
 def _optional_float(value: Any, key: str) -> Optional[float]:
@@ -285,19 +253,13 @@ def load_state_into_model(model: EvalModel, state_dict: Mapping[str, Tensor], so
     Raises:
         CheckpointMismatchError: listing the missing, unexpected and shape-mismatched keys.
     """
-    expected = model.state_dict()
     prefixes = tuple(f"{name}." for name in ("backbone", "projection_head", "hyperbolic_head")
                      if getattr(model, name) is not None)
     relevant = {k: v for k, v in state_dict.items() if k.startswith(prefixes)}
-    missing = sorted(k for k in expected if k not in relevant)
-    unexpected = sorted(k for k in relevant if k not in expected)
-    shape_mismatch = sorted(
-        (k, tuple(relevant[k].shape), tuple(expected[k].shape))
-        for k in relevant
-        if k in expected and tuple(relevant[k].shape) != tuple(expected[k].shape)
-    )
-    if missing or unexpected or shape_mismatch:
-        raise CheckpointMismatchError(source, missing, unexpected, shape_mismatch)
+    report = compare_keys(model.state_dict(), relevant)
+    if not report.ok:
+        raise CheckpointMismatchError(
+            f"{source}: the weights do not match the architecture described by its hyper-parameters", report)
     model.load_state_dict(relevant, strict=True)
     return model
 

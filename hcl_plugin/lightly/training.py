@@ -15,10 +15,10 @@ from typing import Dict, List, Optional, Tuple
 
 import pytorch_lightning as pl
 import torch
-import torchvision
 from torch import nn
 from torch.utils.data import DataLoader, default_collate
 
+from hcl_plugin.checkpoints import build_resnet
 from hcl_plugin.lightly.data import DEFAULT_EMBEDDED_DIR, ensure_embedded_dataset, scene_dataset
 
 PRECISIONS = {"fp32": "32-true", "32": "32-true", "bf16": "bf16-mixed", "bf16-mixed": "bf16-mixed",
@@ -26,15 +26,9 @@ PRECISIONS = {"fp32": "32-true", "32": "32-true", "bf16": "bf16-mixed", "bf16-mi
 
 
 def resnet_backbone(name: str) -> Tuple[nn.Module, int]:
-    """A randomly initialised torchvision ResNet with ``fc = Identity`` (keys stay torchvision's), and its width."""
-    builders = {"resnet18": torchvision.models.resnet18, "resnet34": torchvision.models.resnet34,
-                "resnet50": torchvision.models.resnet50}
-    if name not in builders:
-        raise ValueError(f"backbone must be one of {sorted(builders)}, got {name!r}")
-    model = builders[name](weights=None)
-    width = model.fc.in_features
-    model.fc = nn.Identity()
-    return model, width
+    """A randomly initialised torchvision ResNet with ``fc = Identity`` (keys stay torchvision's), and its
+    width: :func:`hcl_plugin.checkpoints.build_resnet`, the project's one builder."""
+    return build_resnet(name)
 
 
 def add_common_arguments(parser: argparse.ArgumentParser, lambda_hyp: float = 0.1) -> argparse.ArgumentParser:

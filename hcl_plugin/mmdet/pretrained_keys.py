@@ -11,7 +11,8 @@ when the keys differ by one shared prefix.
 
 Several modules may load one file (the C4 Mask R-CNN: ``conv1``-``layer3`` into the backbone,
 ``layer4`` into the RoI head's shared ``ResLayer``): a file key is *unexpected* only when no module
-loading that file takes it. Only torch and MMEngine's checkpoint loader are used here.
+loading that file takes it. The comparison and the listing are :mod:`hcl_plugin.checkpoints.keys`, shared
+with the analysis and UHML; only torch and MMEngine's checkpoint loader are used here.
 """
 
 from __future__ import annotations
@@ -20,11 +21,11 @@ import fnmatch
 import os.path as osp
 import re
 from collections import Counter, OrderedDict
-from dataclasses import dataclass, field
-from typing import Any, Callable, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 
-import torch
 from torch import nn
+
+from hcl_plugin.checkpoints.keys import KeyMismatchError, KeyReport, compare_keys, listing, prefix_hint
 
 __all__ = [
     "KeyReport",
@@ -39,102 +40,10 @@ __all__ = [
 
 #: MMEngine's ``load_checkpoint`` removes this from every key before loading (``revise_keys``)
 _REVISE_KEYS: Tuple[Tuple[str, str], ...] = ((r"^module\.", ""),)
-#: how many keys of each kind an error message lists before "... and N more"
-_MAX_LISTED = 20
 
 
-class PretrainedKeysError(ValueError):
-    """The keys of a pretrained checkpoint do not match the modules that load it (message lists them)."""
-
-
-@dataclass
-class KeyReport:
-    """The result of comparing a module's ``state_dict`` with the (prefix-applied) checkpoint keys.
-
-    Attributes:
-        missing: keys of the module the checkpoint does not have.
-        unexpected: keys of the checkpoint the module does not have.
-        mismatched: ``(key, shape in the module, shape in the checkpoint)`` for keys in both.
-        matched: keys in both with equal shapes.
-    """
-
-    missing: List[str] = field(default_factory=list)
-    unexpected: List[str] = field(default_factory=list)
-    mismatched: List[Tuple[str, Tuple[int, ...], Tuple[int, ...]]] = field(default_factory=list)
-    matched: List[str] = field(default_factory=list)
-
-    @property
-    def ok(self) -> bool:
-        """True when nothing is missing, unexpected or mismatched."""
-        return not (self.missing or self.unexpected or self.mismatched)
-
-
-def _shape(value: Any) -> Tuple[int, ...]:
-    if torch.is_tensor(value):
-        return tuple(value.shape)
-    if isinstance(value, (torch.Size, tuple, list)):
-        return tuple(int(v) for v in value)
-    return tuple(getattr(value, "shape", ()))
-
-
-def compare_keys(expected: Mapping[str, Any], found: Mapping[str, Any]) -> KeyReport:
-    """Compare the keys and shapes of ``expected`` (a module's state dict) with ``found`` (a checkpoint's).
-
-    Values may be tensors, arrays or shapes. Lists in the report are sorted.
-    """
-    report = KeyReport()
-    for key in sorted(expected):
-        if key not in found:
-            report.missing.append(key)
-        elif _shape(expected[key]) != _shape(found[key]):
-            report.mismatched.append((key, _shape(expected[key]), _shape(found[key])))
-        else:
-            report.matched.append(key)
-    report.unexpected = sorted(k for k in found if k not in expected)
-    return report
-
-
-def prefix_hint(missing: Iterable[str], unexpected: Iterable[str]) -> Optional[str]:
-    """A one-line hint when missing and unexpected keys differ by one shared prefix, else None.
-
-    ``backbone.layer1.0.conv1.weight`` (in the file) vs ``layer1.0.conv1.weight`` (in the module) gives
-    "the checkpoint's keys carry the prefix 'backbone.' ...", the usual sign of a whole MMSelfSup
-    checkpoint given where a backbone checkpoint belongs; the reverse case is reported as well.
-    """
-    missing, unexpected = set(missing), set(unexpected)
-    if not missing or not unexpected:
-        return None
-
-    def _best(extra: Iterable[str], base: set) -> Optional[Tuple[str, int]]:
-        counts: Counter = Counter()
-        for key in extra:
-            parts = key.split(".")
-            for i in range(1, len(parts)):
-                prefix = ".".join(parts[:i]) + "."
-                if key[len(prefix):] in base:
-                    counts[prefix] += 1
-        if not counts:
-            return None
-        best = max(counts.values())
-        # ties (an MMSelfSup checkpoint has the backbone twice: 'backbone.' and the momentum encoder's
-        # 'encoder_k.module.0.'): prefer the online backbone, then the shortest prefix
-        tied = sorted((p for p, n in counts.items() if n == best), key=lambda p: (p != "backbone.", len(p), p))
-        return tied[0], best
-
-    file_prefix = _best(unexpected, missing)
-    if file_prefix and file_prefix[1] >= max(1, len(missing) // 2):
-        prefix = file_prefix[0]
-        option = "" if prefix == "backbone." else f" --prefix {prefix}"
-        return (f"the checkpoint's keys carry the prefix {prefix!r} ({file_prefix[1]} of the {len(missing)} missing keys "
-                f"are there with it), as in a whole pretraining checkpoint: extract the backbone with `python "
-                f"tools/extract_backbone.py PRETRAIN_CKPT OUT.pth{option}` and point init_cfg.checkpoint at OUT.pth, "
-                f"or set init_cfg.prefix={prefix[:-1]!r}")
-    module_prefix = _best(missing, unexpected)
-    if module_prefix and module_prefix[1] >= max(1, len(unexpected) // 2):
-        prefix = module_prefix[0]
-        return (f"the module's keys carry the prefix {prefix!r} that the checkpoint's keys lack ({module_prefix[1]} keys "
-                f"differ only by it): the checkpoint was saved from a sub-module; load it into that sub-module")
-    return None
+class PretrainedKeysError(KeyMismatchError):
+    """The keys of a pretrained checkpoint do not match the modules that load them (message lists them)."""
 
 
 def pretrained_init_cfg(module: nn.Module) -> Optional[Dict[str, Any]]:
@@ -182,12 +91,6 @@ def checkpoint_state_dict(checkpoint: Any, source: str = "checkpoint", prefix: O
             key = re.sub(pattern, repl, key)
         out[key] = value
     return out
-
-
-def _listing(title: str, items: Sequence[str]) -> str:
-    shown = list(items[:_MAX_LISTED])
-    more = f"\n    ... and {len(items) - len(shown)} more" if len(items) > len(shown) else ""
-    return f"  {title} ({len(items)}):\n" + "\n".join(f"    {s}" for s in shown) + more
 
 
 def _default_loader(path: str) -> Any:
@@ -266,11 +169,7 @@ def check_pretrained_keys(
             if report.missing or report.mismatched:
                 lines = [f"model.{name} ({type(module).__name__}, {len(expected)} keys) vs {path} "
                          f"({len(found)} keys{', prefix ' + repr(prefix) if prefix else ''}):"]
-                if report.missing:
-                    lines.append(_listing("missing in the checkpoint", report.missing))
-                if report.mismatched:
-                    lines.append(_listing("shape mismatch (module vs checkpoint)",
-                                          [f"{k}: {tuple(a)} vs {tuple(b)}" for k, a, b in report.mismatched]))
+                lines += report.lines(unexpected=False)
                 hint = prefix_hint(report.missing, [k for k in found if k not in expected])
                 if hint:
                     lines.append(f"  hint: {hint}")
@@ -282,7 +181,7 @@ def check_pretrained_keys(
             report.unexpected = [k for k in report.unexpected if k in unexpected]
         if unexpected:
             taker = " / ".join(f"model.{n}" for n, _, _ in members)
-            lines = [f"{path}: keys that no module loading it ({taker}) takes:", _listing("unexpected", unexpected)]
+            lines = [f"{path}: keys that no module loading it ({taker}) takes:", listing("unexpected", unexpected)]
             missing = [k for _n, m, _p in members for k in m.state_dict() if k not in all_file_keys]
             hint = prefix_hint(missing, unexpected)
             if hint and not any(hint in p for p in problems):

@@ -8,21 +8,12 @@ MMDetection users keep reporting come from loading the whole checkpoint, or one 
 
 from __future__ import annotations
 
-from collections import Counter
 from typing import Any, Dict
 
-import torch
-
+from hcl_plugin.checkpoints import BackboneNotFoundError, select_prefixed
 from hcl_plugin.mmengine_support.checkpoint_loading import load_local_checkpoint
 
 __all__ = ["extract_backbone", "BackboneNotFoundError"]
-
-
-class BackboneNotFoundError(KeyError):
-    """No key of the checkpoint starts with the requested prefix; the message lists the prefixes there."""
-
-    def __str__(self) -> str:  # KeyError would quote the message
-        return str(self.args[0])
 
 
 def extract_backbone(checkpoint_path: str, prefix: str = "backbone.") -> Dict[str, Any]:
@@ -36,13 +27,7 @@ def extract_backbone(checkpoint_path: str, prefix: str = "backbone.") -> Dict[st
     state = checkpoint.get("state_dict", checkpoint) if isinstance(checkpoint, dict) else None
     if not isinstance(state, dict):
         raise BackboneNotFoundError(f"{checkpoint_path}: no state_dict (got {type(checkpoint).__name__})")
-    backbone = {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix) and torch.is_tensor(v)}
-    if not backbone:
-        prefixes = Counter(k.split(".", 1)[0] + "." for k in state)
-        raise BackboneNotFoundError(
-            f"{checkpoint_path}: no key starts with {prefix!r}; top-level prefixes there: "
-            + ", ".join(f"{p} ({n})" for p, n in prefixes.most_common())
-        )
+    backbone, _ = select_prefixed(state, [prefix], checkpoint_path)
     meta = dict(checkpoint.get("meta", {}) or {}) if isinstance(checkpoint, dict) else {}
     return {
         "state_dict": backbone,
