@@ -44,3 +44,33 @@ def test_one_resnet_builder_and_the_deprecated_alias():
         build_resnet("vgg16")
     with pytest.warns(DeprecationWarning, match="moved to hcl_plugin.checkpoints.build_resnet"):
         assert embedding.build_resnet("resnet18")[1] == 512
+
+
+def test_the_hyper_parameter_contract_is_defined_once():
+    from hcl_plugin.checkpoints import REQUIRED_HYPER_PARAMETERS, ModelHyperParameters
+    from tests.eval_helpers import contract_hparams
+
+    hp = ModelHyperParameters.from_mapping({**contract_hparams(), "extra": "ignored"})
+    assert hp.to_dict() == {k: v for k, v in contract_hparams().items()}
+    assert set(REQUIRED_HYPER_PARAMETERS) | {"lambda_hyp"} == set(hp.to_dict())
+    baseline = ModelHyperParameters.from_mapping({"backbone": "resnet18", "c": 0.05, "image_size": 64,
+                                                  "proj_hidden_dim": 8, "proj_output_dim": 4}, hyperbolic_head=False)
+    assert baseline.hyp_output_dim is None and baseline.lambda_hyp is None
+    with pytest.raises(ValueError, match=r"lack 'c', 'hyp_hidden_dim'"):
+        ModelHyperParameters.from_mapping({k: v for k, v in contract_hparams().items() if k not in ("c", "hyp_hidden_dim")})
+    for key, value in (("c", 0.0), ("c", "abc"), ("image_size", 32.5), ("proj_output_dim", True)):
+        with pytest.raises(ValueError, match=f"'{key}' must be"):
+            ModelHyperParameters.from_mapping({**contract_hparams(), key: value})
+
+
+def test_the_lightly_examples_write_the_contract():
+    pytest.importorskip("lightly", reason="lightly is not installed (pip install 'hcl_plugin[lightly]')")
+    import argparse
+
+    from hcl_plugin.checkpoints import ModelHyperParameters
+    from hcl_plugin.lightly.training import add_common_arguments, head_hparams
+
+    args = add_common_arguments(argparse.ArgumentParser()).parse_args([])
+    written = head_hparams(args)
+    contract = ModelHyperParameters.from_mapping(written)
+    assert {k: written[k] for k in contract.to_dict()} == contract.to_dict()

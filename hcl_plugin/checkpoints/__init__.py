@@ -9,12 +9,14 @@
   report and one error type (:mod:`~hcl_plugin.checkpoints.keys`).
 - :func:`build_resnet` / :func:`select_prefixed`: the one ResNet builder and backbone extraction
   (:mod:`~hcl_plugin.checkpoints.backbones`).
+- :class:`ModelHyperParameters`: the checkpoint hyper-parameter contract (:mod:`~hcl_plugin.checkpoints.contract`).
 
 docs/security.md states what is refused and how each case is tested.
 """
 
 from hcl_plugin.checkpoints.backbones import BACKBONE_FEATURE_DIMS, BackboneNotFoundError, build_resnet, select_prefixed
 from hcl_plugin.checkpoints.config_text import UnsafeConfigTextError, parse_config_text
+from hcl_plugin.checkpoints.contract import REQUIRED_HYPER_PARAMETERS, ModelHyperParameters
 from hcl_plugin.checkpoints.keys import KeyMismatchError, KeyReport, compare_keys, prefix_hint
 from hcl_plugin.checkpoints.safe_load import (
     CheckpointReadError,
@@ -33,8 +35,10 @@ __all__ = [
     "CheckpointReadError",
     "KeyMismatchError",
     "KeyReport",
+    "ModelHyperParameters",
     "NumpyArrayRecord",
     "NumpyDTypeRecord",
+    "REQUIRED_HYPER_PARAMETERS",
     "Record",
     "UnsafeCheckpointError",
     "UnsafeConfigTextError",

@@ -46,6 +46,7 @@ from hcl_plugin.checkpoints import (
     compare_keys,
     safe_load,
 )
+from hcl_plugin.checkpoints.contract import REQUIRED_HYPER_PARAMETERS, ModelHyperParameters
 from hcl_plugin.geometry import expmap0
 from hcl_plugin.modules import PoincareProjectionHead
 
@@ -65,20 +66,6 @@ __all__ = [
 ]
 
 PathLike = Union[str, "os.PathLike[str]"]
-
-#: Hyper-parameters an :class:`EvalModel` is built from (``lambda_hyp`` is optional metadata).
-REQUIRED_HYPER_PARAMETERS: Tuple[str, ...] = (
-    "backbone",
-    "proj_hidden_dim",
-    "proj_output_dim",
-    "hyp_hidden_dim",
-    "hyp_output_dim",
-    "c",
-    "clip_r",
-    "feature_scale",
-    "learn_scale",
-    "image_size",
-)
 
 class CheckpointFormatError(ValueError):
     """The file is not a checkpoint this package can read; the message names the file and what is missing."""
@@ -186,15 +173,6 @@ def _resnet(name: str) -> Tuple[nn.Module, int]:
         raise CheckpointFormatError(str(error)) from None
 
 
-def _optional_float(value: Any, key: str) -> Optional[float]:
-    if value is None:
-        return None
-    try:
-        return float(value)
-    except (TypeError, ValueError):
-        raise CheckpointFormatError(f"hyper-parameter {key!r} must be a number or None, got {value!r}") from None
-
-
 def build_model(
     hyper_parameters: Mapping[str, Any],
     with_projection_head: bool = True,
@@ -203,45 +181,30 @@ def build_model(
     """Build an untrained :class:`EvalModel` from the contract's hyper-parameters.
 
     Args:
-        hyper_parameters: see :data:`REQUIRED_HYPER_PARAMETERS`. The dims of a head that is not built
-            may be absent.
+        hyper_parameters: the contract of :class:`hcl_plugin.checkpoints.ModelHyperParameters`; the keys
+            of a head that is not built may be absent.
         with_projection_head, with_hyperbolic_head: which heads to build (a baseline trained without
             a hyperbolic branch has no ``hyperbolic_head.*`` weights).
 
     Raises:
         CheckpointFormatError: a required hyper-parameter is missing or invalid (the message lists them).
     """
-    hp = dict(hyper_parameters)
-    needed = ["backbone", "c", "image_size"]
-    if with_projection_head:
-        needed += ["proj_hidden_dim", "proj_output_dim"]
-    if with_hyperbolic_head:
-        needed += ["hyp_hidden_dim", "hyp_output_dim", "clip_r", "feature_scale", "learn_scale"]
-    missing = [key for key in needed if key not in hp]
-    if missing:
-        raise CheckpointFormatError(
-            f"hyper_parameters lack {', '.join(repr(k) for k in missing)} (have: {', '.join(sorted(hp)) or 'none'})"
-        )
-    backbone, feature_dim = _resnet(str(hp["backbone"]))
-    c = _optional_float(hp["c"], "c")
-    if c is None or not c > 0:
-        raise CheckpointFormatError(f"hyper-parameter 'c' must be > 0, got {hp['c']!r}")
+    try:
+        hp = ModelHyperParameters.from_mapping(hyper_parameters, projection_head=with_projection_head,
+                                               hyperbolic_head=with_hyperbolic_head)
+    except ValueError as error:
+        raise CheckpointFormatError(str(error)) from None
+    backbone, feature_dim = _resnet(hp.backbone)
     projection_head = None
     if with_projection_head:
-        projection_head = EuclideanProjectionHead(feature_dim, int(hp["proj_hidden_dim"]), int(hp["proj_output_dim"]))
+        projection_head = EuclideanProjectionHead(feature_dim, hp.proj_hidden_dim, hp.proj_output_dim)
     hyperbolic_head = None
     if with_hyperbolic_head:
-        hyperbolic_head = PoincareProjectionHead(
-            feature_dim,
-            int(hp["hyp_hidden_dim"]),
-            int(hp["hyp_output_dim"]),
-            c=c,
-            clip_r=_optional_float(hp["clip_r"], "clip_r"),
-            feature_scale=_optional_float(hp["feature_scale"], "feature_scale"),
-            learn_scale=bool(hp["learn_scale"]),
-        )
-    return EvalModel(backbone, projection_head, hyperbolic_head, c=c, image_size=int(hp["image_size"]),
-                     hyper_parameters=hp)
+        hyperbolic_head = PoincareProjectionHead(feature_dim, hp.hyp_hidden_dim, hp.hyp_output_dim, c=hp.c,
+                                                 clip_r=hp.clip_r, feature_scale=hp.feature_scale,
+                                                 learn_scale=hp.learn_scale)
+    return EvalModel(backbone, projection_head, hyperbolic_head, c=hp.c, image_size=hp.image_size,
+                     hyper_parameters=dict(hyper_parameters))
 
 
 def load_state_into_model(model: EvalModel, state_dict: Mapping[str, Tensor], source: str = "checkpoint") -> EvalModel:

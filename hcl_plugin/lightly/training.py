@@ -18,7 +18,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, default_collate
 
-from hcl_plugin.checkpoints import build_resnet
+from hcl_plugin.checkpoints import ModelHyperParameters, build_resnet
 from hcl_plugin.lightly.data import DEFAULT_EMBEDDED_DIR, ensure_embedded_dataset, scene_dataset
 
 PRECISIONS = {"fp32": "32-true", "32": "32-true", "bf16": "bf16-mixed", "bf16-mixed": "bf16-mixed",
@@ -77,24 +77,16 @@ def add_common_arguments(parser: argparse.ArgumentParser, lambda_hyp: float = 0.
 
 
 def head_hparams(args: argparse.Namespace) -> Dict[str, object]:
-    """Hyperbolic-head and loss hyper-parameters (the checkpoint contract of docs/eval.md)."""
+    """The model's hyper-parameters (the checkpoint contract, :class:`~hcl_plugin.checkpoints.ModelHyperParameters`,
+    docs/eval.md) plus the loss and optimiser settings the examples also save."""
     scale = args.feature_scale if args.feature_scale is not None else 1 / math.sqrt(args.proj_output_dim)
-    return {
-        "backbone": args.backbone,
-        "proj_hidden_dim": args.proj_hidden_dim,
-        "proj_output_dim": args.proj_output_dim,
-        "hyp_hidden_dim": args.proj_hidden_dim,
-        "hyp_output_dim": args.proj_output_dim,
-        "c": args.c,
-        "clip_r": args.clip_r,
-        "feature_scale": scale,
-        "learn_scale": not args.fixed_scale,
-        "image_size": args.image_size,
-        "lambda_hyp": args.lambda_hyp,
-        "temperature": args.temperature,
-        "lr": args.lr,
-        "weight_decay": args.weight_decay,
-    }
+    contract = ModelHyperParameters(
+        backbone=args.backbone, c=args.c, image_size=args.image_size,
+        proj_hidden_dim=args.proj_hidden_dim, proj_output_dim=args.proj_output_dim,
+        hyp_hidden_dim=args.proj_hidden_dim, hyp_output_dim=args.proj_output_dim,
+        clip_r=args.clip_r, feature_scale=scale, learn_scale=not args.fixed_scale, lambda_hyp=args.lambda_hyp,
+    )
+    return {**contract.to_dict(), "temperature": args.temperature, "lr": args.lr, "weight_decay": args.weight_decay}
 
 
 def build_dataloader(args: argparse.Namespace, drop_last: bool = True) -> DataLoader:
