@@ -83,6 +83,15 @@ def test_duplicate_annotation_ids_raise(tmp_path):
         read_coco(path, tmp_path)
 
 
+def test_duplicate_category_ids_raise(tmp_path):
+    write_image(tmp_path / "a.jpg", (40, 30))
+    path = _coco(tmp_path / "dup.json", [{"id": 1, "file_name": "a.jpg", "width": 40, "height": 30}],
+                 [annotation(9, 1, [0, 0, 10, 10])],
+                 categories=[{"id": 1, "name": "a"}, {"id": 1, "name": "b"}])
+    with pytest.raises(AnnotationError, match=r"dup\.json: duplicate category id 1 \(categories\[0\] and categories\[1\]\)"):
+        read_coco(path, tmp_path)
+
+
 # ------------------------------------------------------------- item 2: one image loader
 
 
@@ -197,7 +206,7 @@ def test_every_image_reader_of_the_package_is_the_one_loader():
 
 
 def test_lightly_and_eval_paths_read_16bit_through_the_loader(tmp_path):
-    from hcl_plugin.data.sampler import SceneObjectSampler
+    from hcl_plugin.data.box_sampler import SceneObjectSampler
     from hcl_plugin.data.scene_dataset import HCLSceneDataset
     from hcl_plugin.data.views import HCLViews
     from hcl_plugin.eval import RetrievalImageFolder

@@ -186,21 +186,33 @@ def _list_of_dicts(dataset: dict, key: str, source: str) -> List[dict]:
     return value
 
 
+_SINGULAR = {"images": "image", "annotations": "annotation", "categories": "category"}
+
+
+def _unique_id(entry: dict, section: str, position: int, seen: Dict[object, int], source: str,
+               integer_only: bool = False) -> object:
+    """``entry["id"]`` of ``section[position]``, checked to be present, of a valid type and not seen before."""
+    if "id" not in entry:
+        raise AnnotationError(f"{source}: {section}[{position}] has no key 'id'")
+    entry_id = entry["id"]
+    if not (_is_int64(entry_id) if integer_only else _is_id(entry_id)):
+        need = "an integer" if integer_only else "an integer or a string"
+        raise AnnotationError(f"{source}: {section}[{position}] has id {entry_id!r}; need {need}")
+    if entry_id in seen:
+        raise AnnotationError(
+            f"{source}: duplicate {_SINGULAR[section]} id {entry_id!r} ({section}[{seen[entry_id]}] and "
+            f"{section}[{position}]); each needs its own id"
+        )
+    seen[entry_id] = position
+    return entry_id
+
+
 def _check_images(images: List[dict], source: str) -> None:
     first_position: Dict[object, int] = {}
     for position, image in enumerate(images):
-        for key in ("id", "file_name"):
-            if key not in image:
-                raise AnnotationError(f"{source}: images[{position}] has no key {key!r}")
-        image_id = image["id"]
-        if not _is_id(image_id):
-            raise AnnotationError(f"{source}: images[{position}] has id {image_id!r}; need an integer or a string")
-        if image_id in first_position:
-            raise AnnotationError(
-                f"{source}: duplicate image id {image_id!r} (images[{first_position[image_id]}] and "
-                f"images[{position}]); each image needs its own id"
-            )
-        first_position[image_id] = position
+        image_id = _unique_id(image, "images", position, first_position, source)
+        if "file_name" not in image:
+            raise AnnotationError(f"{source}: images[{position}] has no key 'file_name'")
         if not isinstance(image["file_name"], str) or not image["file_name"]:
             raise AnnotationError(
                 f"{source}: image {image_id!r} (images[{position}]) has file_name {image['file_name']!r}; "
@@ -217,14 +229,9 @@ def _check_images(images: List[dict], source: str) -> None:
 
 def _check_categories(categories: List[dict], source: str) -> Dict[int, str]:
     names: Dict[int, str] = {}
+    seen: Dict[object, int] = {}
     for position, category in enumerate(categories):
-        if "id" not in category:
-            raise AnnotationError(f"{source}: categories[{position}] has no key 'id'")
-        category_id = category["id"]
-        if not _is_int64(category_id):
-            raise AnnotationError(f"{source}: categories[{position}] has id {category_id!r}; need an integer")
-        if category_id in names:
-            raise AnnotationError(f"{source}: duplicate category id {category_id} (categories[{position}])")
+        category_id = _unique_id(category, "categories", position, seen, source, integer_only=True)
         names[category_id] = str(category.get("name", category_id))
     return names
 
@@ -232,16 +239,7 @@ def _check_categories(categories: List[dict], source: str) -> Dict[int, str]:
 def _check_annotations(annotations: List[dict], image_ids: set, category_ids: Optional[set], source: str) -> None:
     seen: Dict[object, int] = {}
     for position, ann in enumerate(annotations):
-        if "id" not in ann:
-            raise AnnotationError(f"{source}: annotations[{position}] has no key 'id'")
-        ann_id = ann["id"]
-        if not _is_id(ann_id):
-            raise AnnotationError(f"{source}: annotations[{position}] has id {ann_id!r}; need an integer or a string")
-        if ann_id in seen:
-            raise AnnotationError(
-                f"{source}: duplicate annotation id {ann_id!r} (annotations[{seen[ann_id]}] and annotations[{position}])"
-            )
-        seen[ann_id] = position
+        ann_id = _unique_id(ann, "annotations", position, seen, source)
         for key in ("image_id", "bbox"):
             if key not in ann:
                 raise AnnotationError(f"{source}: annotation {ann_id!r} has no key {key!r}")
