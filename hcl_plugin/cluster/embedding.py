@@ -40,7 +40,7 @@ from __future__ import annotations
 import math
 import os
 import warnings
-from typing import Dict, List, Mapping, Optional, Tuple, Union
+from typing import Dict, Mapping, Optional, Tuple, Union
 
 import torch
 from torch import Tensor, nn

@@ -1,6 +1,7 @@
 """The whole analysis of one model on one COCO-format scene set (``tools/analyze.py`` calls it).
 
-:func:`run_analysis` embeds whole images, scene crops and object crops, then computes
+:func:`run_analysis` embeds whole images, scene crops and object crops, then runs the stages of
+:mod:`hcl_plugin.eval.stages`:
 
 * norms (HCL Fig. 3/4): hyperbolic distance to the origin of the whole-image embeddings (and the
   Euclidean norm of the Euclidean head) against the number of objects and of distinct labels;
@@ -21,27 +22,11 @@ import numpy as np
 import torch
 
 from hcl_plugin.eval.checkpoint import EvalModel, load_checkpoint
-from hcl_plugin.eval.features import SceneFeatures, extract_features
-from hcl_plugin.eval.metrics import to_numpy
-from hcl_plugin.eval.norms import (
-    clipped_fraction,
-    euclidean_norms,
-    hyperbolic_norms,
-    lowest_highest_per_class,
-    norm_correlations,
-    norm_summary,
-    norms_by_count,
-)
-from hcl_plugin.eval.out_of_context import object_scene_distances, out_of_context_metrics
-from hcl_plugin.eval.plots import (
-    plot_class_norm_grid,
-    plot_distance_histogram,
-    plot_norm_vs_count,
-    plot_out_of_context_examples,
-)
-from hcl_plugin.eval.probes import knn_top1, linear_probe_top1, multi_hot, multilabel_probe_map
+from hcl_plugin.eval.features import extract_features
+from hcl_plugin.eval.norms import norm_summary
 from hcl_plugin.eval.report import to_json_value, write_metrics_json, write_report_markdown
-from hcl_plugin.eval.scenes import SceneSet, count_array, load_split, read_scene_set
+from hcl_plugin.eval.scenes import SceneSet, load_split, read_scene_set
+from hcl_plugin.eval.stages import PLOT_FILES, norm_stage, out_of_context_stage, plot_stage, probe_stage
 from hcl_plugin.utils.files import check_output_dir, prepare_output_dir, record_outputs
 
 #: how an analysis folder is marked in its output list (``--overwrite`` replaces only these files)
@@ -50,16 +35,6 @@ ANALYSIS_PRODUCER = "hcl_plugin.eval.analyze"
 __all__ = ["run_analysis", "as_eval_model", "select_hyperbolic_source", "HYPERBOLIC_SOURCES", "PLOT_FILES"]
 
 PathLike = Union[str, "os.PathLike[str]"]
-
-#: Plot key -> file name written into the output folder.
-PLOT_FILES: Dict[str, str] = {
-    "norm_vs_objects": "norm_vs_objects.png",
-    "euclidean_norm_vs_objects": "euclidean_norm_vs_objects.png",
-    "class_norm_grid": "class_norm_grid.png",
-    "ooc_examples": "ooc_examples.png",
-    "ooc_distance_hist": "ooc_distance_hist.png",
-}
-
 
 def as_eval_model(model_or_checkpoint: Union[EvalModel, PathLike, Mapping[str, Any]], trusted: bool = False) -> EvalModel:
     """An :class:`EvalModel` from itself, a checkpoint path or a loaded checkpoint dict."""
@@ -124,37 +99,6 @@ def _probe_sets(data_dir: str, eval_set: SceneSet, max_images: Optional[int], ma
         train = train[:max_train_images]
     return (_subset(eval_set, train, "probe train"), _subset(eval_set, test, "probe test"),
             f"no train/val pair in the data folder: 80/20 split of the analysis images (seed {seed})")
-
-
-def _scene_categories(features: SceneFeatures) -> List[torch.Tensor]:
-    return [s.category_ids for s in features.scene_set.scenes]
-
-
-def _ooc_examples(features: SceneFeatures, distances: np.ndarray, names: Mapping[int, str], count: int) -> List[Dict]:
-    scenes = features.scene_set.scenes
-    by_scene: Dict[int, List[int]] = {}
-    for row, s in enumerate(features.object_scene.tolist()):
-        by_scene.setdefault(s, []).append(row)
-    if features.object_out_of_context is not None:
-        flags = features.object_out_of_context.numpy()
-        chosen = [s for s in sorted(by_scene) if flags[by_scene[s]].any()]
-    else:
-        flags = None
-        chosen = [s for s in sorted(by_scene) if len(by_scene[s]) >= 2]
-    examples = []
-    for s in chosen[:count]:
-        rows = by_scene[s]
-        boxes = features.object_box[rows]
-        scene = scenes[s]
-        examples.append({
-            "path": scene.path,
-            "boxes": scene.boxes[boxes].numpy(),
-            "names": [names.get(int(c), str(int(c))) for c in scene.category_ids[boxes]],
-            "distances": distances[rows],
-            "out_of_context": flags[rows] if flags is not None else None,
-            "title": f"image {scene.image_id}" + (f" ({scene.extra['context']})" if "context" in scene.extra else ""),
-        })
-    return examples
 
 
 def run_analysis(
@@ -248,94 +192,24 @@ def run_analysis(
     notes: List[str] = [source_note] if source_note else []
     names = eval_set.categories
     c = model.c
-    num_objects = count_array(eval_set.scenes, "objects")
-    num_labels = count_array(eval_set.scenes, "labels")
-
-    # Norms (Fig. 3, Fig. 4).
     t = time.perf_counter()
-    hyp_norm = hyperbolic_norms(feats.image.hyperbolic, c)
-    scene_norm = hyperbolic_norms(feats.scene.hyperbolic, c)
-    hyp_corr = norm_correlations(hyp_norm, num_objects, num_labels)
-    scene_corr = norm_correlations(scene_norm, num_objects, num_labels)
-    clip_r = getattr(model.hyperbolic_head, "clip_r", None)
-    clipped = clipped_fraction(hyp_norm, clip_r)
-    if hyp_corr["objects"]["spearman"] is None:
-        notes.append("norm correlations undefined: the hyperbolic norms (or the object counts) are constant"
-                     + (f"; {clipped:.0%} of the embeddings are at the clip radius (clip_r = {clip_r})" if clip_r else ""))
-    euc_corr = None
-    if feats.image.euclidean is not None:
-        euc_norm = euclidean_norms(feats.image.euclidean)
-        euc_corr = norm_correlations(euc_norm, num_objects, num_labels)
-    norm_tables = {"by_num_objects": norms_by_count(hyp_norm, num_objects),
-                   "by_num_labels": norms_by_count(hyp_norm, num_labels)}
-    selections = lowest_highest_per_class(hyp_norm, _scene_categories(feats), k=grid_k)
+    norms = norm_stage(feats, eval_set, c, getattr(model.hyperbolic_head, "clip_r", None), grid_k, notes)
     timing["norms"] = time.perf_counter() - t
-
-    # Out of context (Fig. 5).
     t = time.perf_counter()
-    ooc_details: Dict[str, Dict] = {}
-    distances = np.zeros(0)
-    if feats.objects is not None and len(feats.objects):
-        d_image = object_scene_distances(feats.objects.hyperbolic, feats.image.hyperbolic, feats.object_scene, c)
-        d_scene = object_scene_distances(feats.objects.hyperbolic, feats.scene.hyperbolic, feats.object_scene, c)
-        distances = to_numpy(d_image)
-        if feats.object_out_of_context is not None:
-            ooc_details["image"] = out_of_context_metrics(d_image, feats.object_out_of_context)
-            ooc_details["scene_crop"] = out_of_context_metrics(d_scene, feats.object_out_of_context)
-            if ooc_details["image"]["auroc"] is None:
-                notes.append("out-of-context AUROC undefined: the analysed objects are all in context "
-                             "(or all out of context)")
-        else:
-            notes.append(f"{eval_set.annotation_file} has no per-object 'out_of_context' field: "
-                         "out-of-context metrics are undefined (distances are still plotted)")
-    else:
-        notes.append("no annotated object in the analysis split: out-of-context metrics undefined")
+    ooc = out_of_context_stage(feats, eval_set.annotation_file, c, notes)
     timing["out_of_context"] = time.perf_counter() - t
-
-    # Transfer proxies.
     t = time.perf_counter()
-    linear = linear_probe_top1(train_feats.objects.backbone, train_feats.object_category,
-                               test_feats.objects.backbone, test_feats.object_category, C=probe_c)
-    classes = sorted(set(probe_train_set.categories) | set(eval_set.categories))
-    multilabel = multilabel_probe_map(
-        train_feats.image.backbone, multi_hot(_scene_categories(train_feats), classes),
-        test_feats.image.backbone, multi_hot(_scene_categories(test_feats), classes), C=probe_c)
-    knn = knn_top1(train_feats.objects.backbone, train_feats.object_category,
-                   test_feats.objects.backbone, test_feats.object_category, k=knn_k, temperature=knn_temperature)
-    if linear["converged"] is False or multilabel["converged"] is False:
-        notes.append("a logistic-regression probe stopped at max_iter before converging")
+    probes = probe_stage(train_feats, test_feats, eval_set.categories, probe_c, knn_k, knn_temperature, notes)
     timing["probes"] = time.perf_counter() - t
-
-    # Plots.
     t = time.perf_counter()
-    plots: Dict[str, Optional[str]] = {k: None for k in PLOT_FILES}
-    path = lambda key: os.path.join(out_dir, PLOT_FILES[key])  # noqa: E731
-    plots["norm_vs_objects"] = plot_norm_vs_count(
-        {"number of objects": norm_tables["by_num_objects"], "number of distinct labels": norm_tables["by_num_labels"]},
-        path("norm_vs_objects"), title=f"hyperbolic norm of whole images ({model.hyperbolic_source})")
-    if euc_corr is not None:
-        plots["euclidean_norm_vs_objects"] = plot_norm_vs_count(
-            {"number of objects": norms_by_count(euc_norm, num_objects)}, path("euclidean_norm_vs_objects"),
-            ylabel="Euclidean norm of the projection head output")
-    if selections:
-        plots["class_norm_grid"] = plot_class_norm_grid(
-            selections, [s.path for s in eval_set.scenes], to_numpy(hyp_norm).tolist(), names,
-            path("class_norm_grid"), max_classes=grid_max_classes)
-    if distances.size:
-        examples = _ooc_examples(feats, distances, names, num_ooc_examples)
-        if examples:
-            plots["ooc_examples"] = plot_out_of_context_examples(
-                examples, path("ooc_examples"),
-                title="first images (by id) with an out-of-context object" if feats.object_out_of_context is not None
-                else "first images (by id) with two or more objects")
-        plots["ooc_distance_hist"] = plot_distance_histogram(
-            distances, None if feats.object_out_of_context is None else feats.object_out_of_context.numpy(),
-            path("ooc_distance_hist"))
+    plots = plot_stage(out_dir, feats, norms, ooc, model.hyperbolic_source, grid_max_classes, num_ooc_examples)
     timing["plots"] = time.perf_counter() - t
     timing["total"] = time.perf_counter() - start
 
-    ooc_image = ooc_details.get("image", {})
-    ooc_scene = ooc_details.get("scene_crop", {})
+    hyp_corr, scene_corr, euc_corr = norms.correlation, norms.scene_correlation, norms.euclidean_correlation
+    linear, multilabel, knn = probes.linear, probes.multilabel, probes.knn
+    ooc_image = ooc.details.get("image", {})
+    ooc_scene = ooc.details.get("scene_crop", {})
     metrics: Dict[str, Any] = {
         "norm_spearman": hyp_corr["objects"]["spearman"],
         "norm_pearson": hyp_corr["objects"]["pearson"],
@@ -352,9 +226,9 @@ def run_analysis(
         "ooc_auroc_scene": ooc_scene.get("auroc"),
         "ooc_ap_scene": ooc_scene.get("ap"),
         "ooc_positive_rate": ooc_image.get("positive_rate"),
-        "hyp_norm_mean": norm_summary(hyp_norm)["mean"],
-        "hyp_norm_std": norm_summary(hyp_norm)["std"],
-        "hyp_clipped_fraction": clipped,
+        "hyp_norm_mean": norm_summary(norms.hyperbolic)["mean"],
+        "hyp_norm_std": norm_summary(norms.hyperbolic)["std"],
+        "hyp_clipped_fraction": norms.clipped,
         "num_images": len(eval_set),
         "num_objects": eval_set.num_objects_total,
         "details": {
@@ -364,7 +238,7 @@ def run_analysis(
                 "hyperbolic_source": model.hyperbolic_source,
                 "c": c,
                 "image_size": model.image_size,
-                "clip_r": clip_r,
+                "clip_r": norms.clip_r,
                 "hyper_parameters": model.hyper_parameters,
             },
             "data": {
@@ -377,14 +251,16 @@ def run_analysis(
                 "categories": {str(k): v for k, v in names.items()},
             },
             "norms": {
-                "hyperbolic_image": {"summary": norm_summary(hyp_norm), "correlation": hyp_corr},
-                "hyperbolic_scene_crop": {"summary": norm_summary(scene_norm), "correlation": scene_corr},
-                "euclidean_image": ({"summary": norm_summary(euc_norm), "correlation": euc_corr} if euc_corr else None),
-                **norm_tables,
-                "lowest_highest_per_class": {str(k): {"lowest": lo, "highest": hi} for k, (lo, hi) in selections.items()},
+                "hyperbolic_image": {"summary": norm_summary(norms.hyperbolic), "correlation": hyp_corr},
+                "hyperbolic_scene_crop": {"summary": norm_summary(norms.scene), "correlation": scene_corr},
+                "euclidean_image": ({"summary": norm_summary(norms.euclidean), "correlation": euc_corr}
+                                    if euc_corr else None),
+                **norms.tables,
+                "lowest_highest_per_class": {str(k): {"lowest": lo, "highest": hi}
+                                             for k, (lo, hi) in norms.selections.items()},
             },
-            "out_of_context": ooc_details,
-            "probes": {"protocol": protocol, "linear": linear, "multilabel": {**multilabel, "classes": classes},
+            "out_of_context": ooc.details,
+            "probes": {"protocol": protocol, "linear": linear, "multilabel": {**multilabel, "classes": probes.classes},
                        "knn": knn, "train_images": len(probe_train_set),
                        "test_images": len(probe_test_set) if probe_test_set is not None else len(eval_set)},
             "plots": {k: (os.path.basename(v) if v else None) for k, v in plots.items()},
