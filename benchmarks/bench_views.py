@@ -12,7 +12,7 @@ Per image and interleaved (HCL then MoCo on image i, the order alternating betwe
 
 Both run with one torch thread, as in a DataLoader worker. Target (issue 3): HCL / MoCo <= 1.5. Then
 selective search ('fast', ORL filter) runs on ``--proposal-images`` images, one process: images/s.
-By default the images are a fresh embedded set (``hcl_plugin.data.synthetic``) of ``--num-images``
+By default the images are a fresh embedded set (``hcl_plugin.data.embedded.scenes``) of ``--num-images``
 scenes of ``--image-size`` px; its generation time is reported too.
 """
 
@@ -31,9 +31,9 @@ import torch
 
 from hcl_plugin.data.proposals import SelectiveSearchConfig, propose_boxes
 from hcl_plugin.data.readers import read_coco
-from hcl_plugin.data.sampler import SceneObjectSampler
+from hcl_plugin.data.box_sampler import SceneObjectSampler
 from hcl_plugin.data.scene_dataset import load_rgb_image
-from hcl_plugin.data.synthetic import SyntheticConfig, build_synthetic_dataset
+from hcl_plugin.data.embedded.scenes import SyntheticConfig, build_synthetic_dataset
 from hcl_plugin.data.views import HCLViews, MoCoV2TwoViews
 
 TARGET_RATIO = 1.5

@@ -1,6 +1,6 @@
 """UHML retrieval benchmark: Recall@K on held-out clip-art classes vs three controls, over several seeds.
 
-Issue 8, item 5. Data: the embedded clip-art retrieval set (:mod:`hcl_plugin.data.embedded_clipart`,
+Issue 8, item 5. Data: the embedded clip-art retrieval set (:mod:`hcl_plugin.data.embedded.clipart`,
 Debian's public-domain ``openclipart-png``, ``superclass/class`` folders); training uses the first
 half of the sorted classes without labels, Recall@K (K = 1, 2, 4, 8, 16, 32; query = gallery minus
 self) is measured on the second half (class-disjoint), with cosine and Poincaré distance.
@@ -49,7 +49,7 @@ sys.path.insert(0, str(ROOT / "lightly_examples"))
 
 import uhml  # noqa: E402  (lightly_examples/uhml.py)
 
-from hcl_plugin.data.embedded_clipart import DEFAULT_CLIPART_RETRIEVAL_DIR, ensure_clipart_retrieval_set  # noqa: E402
+from hcl_plugin.data.embedded.clipart import DEFAULT_CLIPART_RETRIEVAL_DIR, ensure_clipart_retrieval_set  # noqa: E402
 from hcl_plugin.eval import DEFAULT_KS, RetrievalImageFolder, recall_at_k  # noqa: E402
 
 TRAINED_METHODS = ("uhml", "flat_kmeans", "euclidean")

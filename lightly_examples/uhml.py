@@ -34,7 +34,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a check
 
 from hcl_plugin.cluster import BalancedBatchSampler, UHMLEmbedding, similarity_levels  # noqa: E402
 from hcl_plugin.cluster.embedding import BACKBONES  # noqa: E402
-from hcl_plugin.data.embedded_retrieval import DEFAULT_EMBEDDED_RETRIEVAL_DIR, ensure_embedded_retrieval_set  # noqa: E402
+from hcl_plugin.data.embedded.retrieval import DEFAULT_EMBEDDED_RETRIEVAL_DIR, ensure_embedded_retrieval_set  # noqa: E402
 from hcl_plugin.eval import DEFAULT_KS, RetrievalImageFolder, recall_at_k  # noqa: E402
 from hcl_plugin.lightly.training import PRECISIONS, build_trainer  # noqa: E402
 from hcl_plugin.lightly.uhml_recluster import ReclusterCallback, embed_dataset  # noqa: E402

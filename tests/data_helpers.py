@@ -37,7 +37,7 @@ def annotation(ann_id: int, image_id: int, bbox: List[float], iscrowd: int = 0, 
 
 def animals_or_skip():
     """Animal-MNIST, or a skip that says exactly what is missing and how to get it."""
-    from hcl_plugin.data.animal_mnist import AnimalMNISTUnavailable, load_animal_mnist
+    from hcl_plugin.data.embedded.animal_mnist import AnimalMNISTUnavailable, load_animal_mnist
 
     try:
         return load_animal_mnist()

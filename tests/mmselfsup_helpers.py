@@ -18,7 +18,7 @@ QUEUE_KEYS = ("queue", "queue2", "hyp_queue.bank")
 
 def build_embedded(root: Path, num_images: int = 24, image_size: int = 128) -> Path:
     """A small Animal-MNIST scene set in COCO format (skips with the reason if the wheel is missing)."""
-    from hcl_plugin.data.synthetic import SyntheticConfig, build_synthetic_dataset
+    from hcl_plugin.data.embedded.scenes import SyntheticConfig, build_synthetic_dataset
     from tests.data_helpers import animals_or_skip
 
     build_synthetic_dataset(root, SyntheticConfig(num_images=num_images, image_size=image_size, seed=3),

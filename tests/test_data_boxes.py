@@ -1,4 +1,4 @@
-"""Box utilities: conversions, clipping, filters, union, random expansion."""
+"""Box utilities: conversions, clipping, filters, union, random expansion, the crop pixel window."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from torchvision import tv_tensors
 from hcl_plugin.data.boxes import (
     as_boxes,
     box_contains,
+    box_to_pixel_window,
     clip_boxes,
     degenerate_mask,
     denormalize_boxes,
@@ -109,3 +110,55 @@ def test_expand_grows_small_boxes_on_average_and_keeps_large_ones():
     assert float((grown[:, 2] - grown[:, 0]).mean()) > 100
     large = torch.tensor([0.0, 0.0, 300.0, 300.0])
     assert torch.equal(expand_box_randomly(large, (1000, 1000), 256, g), large)
+
+
+@pytest.mark.parametrize(
+    ("box", "window"),
+    [
+        ([2.5, 3.2, 4.1, 5.9], (2, 3, 5, 6)),  # fractional: start floored, end ceiled
+        ([2.0, 3.0, 5.0, 6.0], (2, 3, 5, 6)),  # integral: exactly the box
+        ([0.3 * 10, 0.0, 0.7 * 10, 1.0], (3, 0, 7, 1)),  # float noise (3.0000000000000004) adds no pixel
+        ([0.0, 0.0, 10.0, 8.0], (0, 0, 10, 8)),  # the whole image
+        ([-5.0, -5.0, 50.0, 50.0], (0, 0, 10, 8)),  # reaching outside: cut at the border
+        ([9.5, 7.5, 10.0, 8.0], (9, 7, 10, 8)),  # on the right/bottom border
+        ([10.0, 8.0, 12.0, 9.0], (9, 7, 10, 8)),  # past the border: the last pixel
+        ([-3.0, -3.0, -1.0, -1.0], (0, 0, 1, 1)),  # before the border: the first pixel
+        ([3.2, 3.2, 3.4, 3.4], (3, 3, 4, 4)),  # sub-pixel: the pixel it lies in
+        ([3.9, 3.9, 4.1, 4.1], (3, 3, 5, 5)),  # sub-pixel across a pixel edge: both pixels
+        ([4.0, 4.0, 4.0, 4.0], (4, 4, 5, 5)),  # zero size: one pixel
+        ([9.9, 7.9, 9.95, 7.99], (9, 7, 10, 8)),  # sub-pixel in the last pixel
+    ],
+)
+def test_box_to_pixel_window_edge_cases(box, window):
+    assert box_to_pixel_window(box, 10, 8) == window
+    assert box_to_pixel_window(torch.tensor(box), 10, 8) == window
+    assert all(type(v) is int for v in box_to_pixel_window(box, 10, 8))
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    coords=st.lists(st.floats(-20, 60, allow_nan=False), min_size=4, max_size=4),
+    width=st.integers(1, 40),
+    height=st.integers(1, 40),
+)
+def test_box_to_pixel_window_keeps_the_box_and_stays_in_the_image(coords, width, height):
+    x1, y1, x2, y2 = coords
+    left, top, right, bottom = box_to_pixel_window(coords, width, height)
+    assert 0 <= left < right <= width and 0 <= top < bottom <= height  # inside, non-empty
+    # the part of the box inside the image is inside the window (up to the float tolerance)
+    if min(x2, width) > max(x1, 0) and min(y2, height) > max(y1, 0):
+        assert left <= max(x1, 0) + 1e-6 and right >= min(x2, width) - 1e-6
+        assert top <= max(y1, 0) + 1e-6 and bottom >= min(y2, height) - 1e-6
+        # and it is the smallest such window: one pixel less on any side would cut the box
+        assert left > max(x1, 0) - 1 - 1e-6 and right < min(x2, width) + 1 + 1e-6
+
+
+def test_box_to_pixel_window_rejects_bad_input():
+    with pytest.raises(ValueError, match="4 coordinates"):
+        box_to_pixel_window([0, 0, 1], 10, 10)
+    with pytest.raises(ValueError, match="non-finite"):
+        box_to_pixel_window([0, 0, float("nan"), 1], 10, 10)
+    with pytest.raises(ValueError, match="at least 1 x 1"):
+        box_to_pixel_window([0, 0, 1, 1], 0, 10)
+    with pytest.raises(ValueError, match="tolerance"):
+        box_to_pixel_window([0, 0, 1, 1], 10, 10, tolerance=-1)

@@ -8,7 +8,7 @@ from torch.utils.data import DataLoader
 
 from tests.data_helpers import annotation, write_coco, write_image
 from hcl_plugin.data.readers import read_coco, read_proposal_boxes
-from hcl_plugin.data.sampler import SceneObjectSampler
+from hcl_plugin.data.box_sampler import SceneObjectSampler
 from hcl_plugin.data.scene_dataset import HCLSceneDataset, ImageLoadError, load_rgb_image
 from hcl_plugin.data.views import VIEW_KEYS, HCLViews
 

@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from hcl_plugin.data.boxes import box_area, box_contains, clip_boxes, union_box
-from hcl_plugin.data.sampler import SceneObjectSampler, TooFewBoxesError
+from hcl_plugin.data.box_sampler import SceneObjectSampler, TooFewBoxesError
 
 
 @st.composite

@@ -20,7 +20,7 @@ from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
 from tests.data_helpers import animals_or_skip
-from hcl_plugin.data.animal_mnist import (
+from hcl_plugin.data.embedded.animal_mnist import (
     ANIMAL_CLASSES,
     AnimalMNISTUnavailable,
     _NumpyOnlyUnpickler,
@@ -28,8 +28,8 @@ from hcl_plugin.data.animal_mnist import (
     load_animal_mnist,
 )
 from hcl_plugin.data.readers import read_coco
-from hcl_plugin.data.scene_contexts import SCENE_CONTEXTS, context_of_class
-from hcl_plugin.data.synthetic import SyntheticConfig, build_synthetic_dataset
+from hcl_plugin.data.embedded.contexts import SCENE_CONTEXTS, context_of_class
+from hcl_plugin.data.embedded.scenes import SyntheticConfig, build_synthetic_dataset
 
 CONFIG = SyntheticConfig(num_images=40, image_size=96, seed=3, ooc_fraction=0.25, val_fraction=0.25, max_iou=0.3)
 
@@ -155,14 +155,14 @@ def test_same_seed_same_bytes_other_seed_differs(animals, built, tmp_path):
 def test_cli_writes_the_set(animals, tmp_path):
     out = tmp_path / "cli"
     result = subprocess.run(
-        [sys.executable, "-m", "hcl_plugin.data.synthetic", "--out", str(out), "--num-images", "6",
+        [sys.executable, "-m", "hcl_plugin.data.embedded.scenes", "--out", str(out), "--num-images", "6",
          "--image-size", "64", "--seed", "1", "--ooc-fraction", "0.5", "--quiet"],
         capture_output=True, text=True, check=True,
     )
     summary = json.loads(result.stdout.strip().splitlines()[-1])
     assert summary["num_images"] == 6 and summary["num_out_of_context_images"] == 3
     assert (out / "annotations.json").is_file() and len(list((out / "images").glob("*.jpg"))) == 6
-    bad = subprocess.run([sys.executable, "-m", "hcl_plugin.data.synthetic", "--out", str(out), "--ooc-fraction", "2"],
+    bad = subprocess.run([sys.executable, "-m", "hcl_plugin.data.embedded.scenes", "--out", str(out), "--ooc-fraction", "2"],
                          capture_output=True, text=True)
     assert bad.returncode == 2 and "ooc_fraction must be in [0, 1]" in bad.stderr
 
@@ -178,7 +178,7 @@ def test_unavailable_animal_mnist_says_how_to_install(tmp_path, monkeypatch):
         build_synthetic_dataset(tmp_path / "out", SyntheticConfig(num_images=2, image_size=64), progress=False)
     assert "HCL_PLUGIN_CACHE" in str(info.value)
     assert not (tmp_path / "out" / "annotations.json").exists()  # no silent switch to noise
-    result = subprocess.run([sys.executable, "-m", "hcl_plugin.data.synthetic", "--out", str(tmp_path / "o2"),
+    result = subprocess.run([sys.executable, "-m", "hcl_plugin.data.embedded.scenes", "--out", str(tmp_path / "o2"),
                              "--num-images", "2", "--quiet"], capture_output=True, text=True)
     assert result.returncode == 2 and "animal-mnist==0.4" in result.stderr
 

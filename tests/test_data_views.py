@@ -7,8 +7,9 @@ import pytest
 import torch
 from PIL import Image
 
-from hcl_plugin.data.sampler import SceneObjectSampler
-from hcl_plugin.data.views import BOX_KEYS, VIEW_KEYS, HCLViews, MoCoV2TwoViews
+from hcl_plugin.data.box_sampler import SceneObjectSampler
+from hcl_plugin.data.boxes import box_to_pixel_window
+from hcl_plugin.data.views import BOX_KEYS, VIEW_KEYS, HCLViews, MoCoV2TwoViews, _crop
 
 BOXES = [[10, 10, 80, 90], [100, 40, 190, 140], [30, 100, 120, 150]]
 
@@ -90,3 +91,27 @@ def test_photometric_at_smaller_scale_matches_the_standard_order_on_flat_colour(
         torch.manual_seed(seed)
         b = standard(image)
         torch.testing.assert_close(a, b, rtol=0, atol=1e-6)
+
+
+CROP_BOXES = [
+    [10.0, 10.0, 80.0, 90.0],  # integral
+    [12.4, 7.6, 80.5, 90.5],  # fractional (.5 ends: rounding half to even would differ)
+    [0.49, 0.51, 199.5, 159.49],  # near the borders
+    [150.3, 120.7, 230.0, 200.0],  # reaching outside the image
+    [50.2, 50.2, 50.4, 50.4],  # sub-pixel
+]
+
+
+@pytest.mark.parametrize("box", CROP_BOXES)
+def test_lightly_and_mmselfsup_crop_the_same_pixels(box):
+    """Both frameworks' crops of one box are the same pixel window (``box_to_pixel_window``)."""
+    pytest.importorskip("mmselfsup", reason="the MMEngine side of the comparison needs MMSelfSup")
+    from hcl_plugin.mmselfsup import transforms
+
+    image = _image()
+    array = np.asarray(image)
+    left, top, right, bottom = box_to_pixel_window(box, image.width, image.height)
+    lightly_crop = np.asarray(_crop(image, torch.tensor(box)))  # HCLViews (Lightly adapter)
+    mm_crop = transforms.crop_box(array, np.asarray(box, dtype=np.float32))  # SceneObjectMultiView
+    assert np.array_equal(lightly_crop, array[top:bottom, left:right])
+    assert np.array_equal(mm_crop, array[top:bottom, left:right])

@@ -30,7 +30,7 @@ FRAMEWORKS = ("lightly", "pytorch_lightning", "lightning", "mmcv", "mmengine", "
 
 @pytest.fixture(scope="module")
 def scenes(tmp_path_factory):
-    from hcl_plugin.data.synthetic import SyntheticConfig, build_synthetic_dataset
+    from hcl_plugin.data.embedded.scenes import SyntheticConfig, build_synthetic_dataset
 
     out = tmp_path_factory.mktemp("eval_scenes")
     config = SyntheticConfig(num_images=48, image_size=64, seed=11, ooc_fraction=0.35, val_fraction=0.5)

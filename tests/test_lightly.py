@@ -35,7 +35,7 @@ TINY = dict(image_size=32, proj_hidden_dim=64, proj_output_dim=16, hyp_hidden_di
 
 @pytest.fixture(scope="module")
 def embedded(tmp_path_factory) -> Path:
-    from hcl_plugin.data.synthetic import SyntheticConfig, build_synthetic_dataset
+    from hcl_plugin.data.embedded.scenes import SyntheticConfig, build_synthetic_dataset
 
     root = tmp_path_factory.mktemp("embedded")
     build_synthetic_dataset(root, SyntheticConfig(num_images=40, image_size=128, seed=1), animals=animals_or_skip(),

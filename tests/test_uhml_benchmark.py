@@ -16,7 +16,7 @@ import torch
 from PIL import Image
 
 from hcl_plugin.cluster import flat_kmeans_labels, similarity_levels
-from hcl_plugin.data import embedded_clipart as clipart
+from hcl_plugin.data.embedded import clipart
 from hcl_plugin.eval import RetrievalImageFolder
 from hcl_plugin.geometry import expmap0
 from hcl_plugin.lightly.uhml_recluster import ReclusterCallback

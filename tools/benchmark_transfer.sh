@@ -15,7 +15,7 @@ if [ -x "$HERE/../.venv/bin/python" ] && [ -z "${PYTHON_SET:-}" ] && [ "$PYTHON"
 fi
 if [ ! -f "$HERE/../data/embedded/annotations_train.json" ] && [[ " $* " != *" --det-config "* ]]; then
     echo "building the embedded data set (data/embedded) ..." >&2
-    (cd "$HERE/.." && "$PYTHON" -m hcl_plugin.data.synthetic --out data/embedded)
+    (cd "$HERE/.." && "$PYTHON" -m hcl_plugin.data.embedded.scenes --out data/embedded)
 fi
 cd "$HERE/.."
 PYTHONWARNINGS=${PYTHONWARNINGS:-ignore} exec "$PYTHON" tools/benchmark_transfer.py "$@"

@@ -1,9 +1,14 @@
 """Scene/object data pipeline for HCL, framework-free (torch, torchvision, pycocotools, scikit-image).
 
-Modules: ``boxes`` (box utilities), ``sampler`` (``SceneObjectSampler``), ``views`` (``HCLViews``),
-``readers`` (COCO / OpenImages / proposals), ``image_io`` (the one image loader),
-``scene_dataset`` (``HCLSceneDataset``), ``proposals`` and ``proposals_file`` (selective search),
-``animal_mnist``, ``scene_contexts`` and ``synthetic`` (the embedded data set). See docs/data.md.
+Modules: ``boxes`` (box utilities, ``box_to_pixel_window``), ``box_sampler`` (``SceneObjectSampler``),
+``views`` (``HCLViews``), ``readers`` (COCO / OpenImages / proposals), ``image_io`` (the one image
+loader), ``scene_dataset`` (``HCLSceneDataset``), ``proposals`` and ``proposals_file`` (selective
+search). The embedded data sets' builders and downloaders are in the subpackage ``embedded``
+(``animal_mnist``, ``contexts``, ``scenes``, ``retrieval``, ``clipart``). See docs/data.md.
+
+The old module paths ``sampler``, ``animal_mnist``, ``scene_contexts``, ``synthetic``,
+``embedded_retrieval`` and ``embedded_clipart`` are deprecated aliases (one release) that forward every
+name with a ``DeprecationWarning``.
 
 Names are imported lazily on first access, so ``import hcl_plugin.data`` stays cheap.
 """
@@ -27,11 +32,12 @@ _EXPORTS: Dict[str, str] = {
     "box_contains": "boxes",
     "expand_box_randomly": "boxes",
     "to_bounding_boxes": "boxes",
-    # sampler
-    "SceneObjectSampler": "sampler",
-    "CropSample": "sampler",
-    "TooFewBoxesPolicy": "sampler",
-    "TooFewBoxesError": "sampler",
+    "box_to_pixel_window": "boxes",
+    # box sampler
+    "SceneObjectSampler": "box_sampler",
+    "CropSample": "box_sampler",
+    "TooFewBoxesPolicy": "box_sampler",
+    "TooFewBoxesError": "box_sampler",
     # views
     "HCLViews": "views",
     "MoCoV2TwoViews": "views",
@@ -59,13 +65,13 @@ _EXPORTS: Dict[str, str] = {
     "filter_proposals": "proposals",
     "propose_boxes": "proposals",
     "make_proposals_file": "proposals_file",
-    # embedded data set
-    "load_animal_mnist": "animal_mnist",
-    "AnimalMNISTUnavailable": "animal_mnist",
-    "ANIMAL_CLASSES": "animal_mnist",
-    "SCENE_CONTEXTS": "scene_contexts",
-    "SyntheticConfig": "synthetic",
-    "build_synthetic_dataset": "synthetic",
+    # embedded data sets (builders in the subpackage ``embedded``)
+    "load_animal_mnist": "embedded.animal_mnist",
+    "AnimalMNISTUnavailable": "embedded.animal_mnist",
+    "ANIMAL_CLASSES": "embedded.animal_mnist",
+    "SCENE_CONTEXTS": "embedded.contexts",
+    "SyntheticConfig": "embedded.scenes",
+    "build_synthetic_dataset": "embedded.scenes",
 }
 
 __all__ = sorted(_EXPORTS)

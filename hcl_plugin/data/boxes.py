@@ -14,11 +14,16 @@ Rules taken from the official HCL code (github shlokk/HCL,
   side, at most ``256 - width`` horizontally and ``256 - height`` vertically, inside the image
   (``jitter_and_resize``). The official code uses the horizontal window for the bottom edge too
   (``height_max = min(height, bbox[3] + width_window)``); here each axis uses its own window.
+
+Cropping: :func:`box_to_pixel_window` is the one rule that turns a float box into the integer pixel
+window every framework crops (the Lightly/torchvision views, the MMSelfSup transforms, the analysis
+crops), so the same box gives the same pixels everywhere.
 """
 
 from __future__ import annotations
 
-from typing import Tuple
+import math
+from typing import Sequence, Tuple, Union
 
 import torch
 from torch import Tensor
@@ -38,6 +43,8 @@ __all__ = [
     "box_contains",
     "expand_box_randomly",
     "to_bounding_boxes",
+    "box_to_pixel_window",
+    "PIXEL_WINDOW_TOLERANCE",
     "box_area",
     "box_iou",
 ]
@@ -167,3 +174,54 @@ def expand_box_randomly(
 def to_bounding_boxes(boxes: Tensor, image_size: Tuple[int, int]) -> tv_tensors.BoundingBoxes:
     """Wrap pixel ``xyxy`` boxes as ``tv_tensors.BoundingBoxes`` for ``torchvision.transforms.v2``."""
     return tv_tensors.BoundingBoxes(as_boxes(boxes), format="XYXY", canvas_size=tuple(image_size))
+
+
+#: Coordinates within this many pixels of an integer count as that integer in :func:`box_to_pixel_window`
+#: (absorbs float error such as ``0.3 * 10 = 3.0000000000000004``, which would otherwise add a pixel).
+PIXEL_WINDOW_TOLERANCE = 1e-6
+
+
+def box_to_pixel_window(
+    box: Union[Sequence[float], Tensor],
+    width: int,
+    height: int,
+    tolerance: float = PIXEL_WINDOW_TOLERANCE,
+) -> Tuple[int, int, int, int]:
+    """The integer pixel window ``(x0, y0, x1, y1)`` (``x1``/``y1`` exclusive) that a crop of ``box`` takes.
+
+    The rule keeps the whole box inside the crop: the start is floored and the end ceiled (a pixel
+    the box covers in part is kept), then the window is clipped to the ``width`` x ``height`` image
+    and made non-empty (at least one pixel per axis, inside the image). So ``[2.5, 3.2, 4.1, 5.9]``
+    gives ``(2, 3, 5, 6)``; a sub-pixel or zero-size box gives the one pixel it starts in
+    (``[3.2, 3.2, 3.4, 3.4]`` -> ``(3, 3, 4, 4)``); a box on or past the right/bottom border gives
+    the last pixel (``[10, 10, 12, 12]`` in a 10 x 10 image -> ``(9, 9, 10, 10)``); a box reaching out
+    of the image is cut at the border. Coordinates within ``tolerance`` px of an integer are taken as
+    that integer before rounding (float noise does not add a pixel). Every framework crops with this
+    window: ``image.crop(window)`` for PIL, ``img[y0:y1, x0:x1]`` for arrays.
+
+    Args:
+        box: pixel ``xyxy`` box, four numbers (sequence, numpy array or tensor of 4 elements).
+        width: image width in pixels (>= 1).
+        height: image height in pixels (>= 1).
+        tolerance: see above (>= 0; 0 for the exact floor/ceil).
+
+    Raises:
+        ValueError: ``box`` does not have four finite numbers, the image size is below 1 px, or
+            ``tolerance`` is negative.
+    """
+    values = torch.as_tensor(box, dtype=torch.float64).reshape(-1).tolist()
+    if len(values) != 4:
+        raise ValueError(f"box must have 4 coordinates (x1, y1, x2, y2), got {len(values)}")
+    if not all(math.isfinite(v) for v in values):
+        raise ValueError(f"box has a non-finite coordinate: {values}")
+    width, height = int(width), int(height)
+    if width < 1 or height < 1:
+        raise ValueError(f"image size must be at least 1 x 1 px, got {width} x {height}")
+    if not tolerance >= 0:
+        raise ValueError(f"tolerance must be >= 0, got {tolerance}")
+    x1, y1, x2, y2 = values
+    left = min(max(math.floor(x1 + tolerance), 0), width - 1)
+    top = min(max(math.floor(y1 + tolerance), 0), height - 1)
+    right = max(min(math.ceil(x2 - tolerance), width), left + 1)
+    bottom = max(min(math.ceil(y2 - tolerance), height), top + 1)
+    return int(left), int(top), int(right), int(bottom)

@@ -18,6 +18,8 @@ at. The colour steps are per-pixel, so the order changes the result only by inte
 :class:`MoCoV2TwoViews`, the baseline, keeps the standard order.
 
 Everything is built on ``torchvision.transforms.v2``; the boxes used are returned with the views.
+Crops take the pixel window of :func:`hcl_plugin.data.boxes.box_to_pixel_window` (start floored, end
+ceiled, inside the image), the same pixels as the MMSelfSup transforms.
 """
 
 from __future__ import annotations
@@ -29,7 +31,8 @@ from PIL import Image, ImageFilter
 from torch import Tensor
 from torchvision.transforms import RandomResizedCrop, v2
 
-from hcl_plugin.data.sampler import CropSample, SceneObjectSampler
+from hcl_plugin.data.box_sampler import CropSample, SceneObjectSampler
+from hcl_plugin.data.boxes import box_to_pixel_window
 
 __all__ = [
     "IMAGENET_MEAN",
@@ -161,8 +164,8 @@ def moco_v2_augmentation(
 
 
 def _crop(image: Image.Image, box: Tensor) -> Image.Image:
-    x1, y1, x2, y2 = (int(round(v)) for v in box.tolist())
-    return image.crop((x1, y1, max(x2, x1 + 1), max(y2, y1 + 1)))
+    """The pixels of ``image`` under the pixel ``xyxy`` ``box`` (:func:`~hcl_plugin.data.boxes.box_to_pixel_window`)."""
+    return image.crop(box_to_pixel_window(box, image.width, image.height))
 
 
 def _as_pil(image: Union[Image.Image, Tensor]) -> Image.Image:

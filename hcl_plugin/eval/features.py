@@ -16,7 +16,6 @@ may be smaller). Decoding can run in ``num_workers`` DataLoader workers.
 
 from __future__ import annotations
 
-import math
 import time
 from dataclasses import dataclass
 from typing import Dict, List, Optional, Sequence, Tuple, Union
@@ -26,7 +25,7 @@ from PIL import Image
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 
-from hcl_plugin.data.boxes import union_box
+from hcl_plugin.data.boxes import box_to_pixel_window, union_box
 from hcl_plugin.data.image_io import load_rgb_image
 from hcl_plugin.eval.checkpoint import EvalModel
 from hcl_plugin.eval.scenes import SceneSet
@@ -59,14 +58,11 @@ def crop_pixels(box: Tensor, width: int, height: int) -> Tuple[int, int, int, in
     """Pixel ``(left, top, right, bottom)`` of a normalised ``xyxy`` box, edges rounded outwards.
 
     ``right``/``bottom`` are exclusive; the crop is at least one pixel in each direction and inside
-    the image.
+    the image: :func:`hcl_plugin.data.boxes.box_to_pixel_window` of the box scaled to pixels (the
+    training crops' rule).
     """
     x1, y1, x2, y2 = (float(v) for v in box)
-    left = min(max(int(math.floor(x1 * width + 1e-6)), 0), width - 1)
-    top = min(max(int(math.floor(y1 * height + 1e-6)), 0), height - 1)
-    right = max(min(int(math.ceil(x2 * width - 1e-6)), width), left + 1)
-    bottom = max(min(int(math.ceil(y2 * height - 1e-6)), height), top + 1)
-    return left, top, right, bottom
+    return box_to_pixel_window((x1 * width, y1 * height, x2 * width, y2 * height), width, height)
 
 
 def preprocess_crop(image: Image.Image, size: int, box: Optional[Tensor] = None,

@@ -1,6 +1,6 @@
 """COCO-format scene sets for the analysis: images, boxes, classes and per-object flags.
 
-Layout of a data folder (the embedded synthetic set, ``python -m hcl_plugin.data.synthetic``)::
+Layout of a data folder (the embedded synthetic set, ``python -m hcl_plugin.data.embedded.scenes``)::
 
     DIR/images/000001.jpg ...
     DIR/annotations.json            all images
@@ -129,7 +129,7 @@ def resolve_annotation_file(data_dir: PathLike, split: str = "auto") -> str:
     raise AnnotationsNotFoundError(
         f"no annotations for split {split!r} in data folder {data_dir!r}: looked for "
         f"{', '.join(tried)}. Expected a COCO-format folder DIR/images + DIR/annotations[_train|_val].json "
-        "(python -m hcl_plugin.data.synthetic --out DIR writes one)."
+        "(python -m hcl_plugin.data.embedded.scenes --out DIR writes one)."
     )
 
 

@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Optional
 
 from hcl_plugin.data.readers import ReadResult, read_coco, read_openimages
-from hcl_plugin.data.sampler import SceneObjectSampler
+from hcl_plugin.data.box_sampler import SceneObjectSampler
 from hcl_plugin.data.scene_dataset import HCLSceneDataset
 from hcl_plugin.data.views import HCLViews
 
@@ -28,7 +28,7 @@ def read_scenes(image_root: os.PathLike, annotations: os.PathLike) -> ReadResult
 def ensure_embedded_dataset(root: os.PathLike = DEFAULT_EMBEDDED_DIR, num_images: int = 1000, image_size: int = 256,
                             seed: int = 0, ooc_fraction: float = 0.1) -> Path:
     """Build the embedded Animal-MNIST scene set at ``root`` unless it is already there; return ``root``."""
-    from hcl_plugin.data.synthetic import SyntheticConfig, build_synthetic_dataset
+    from hcl_plugin.data.embedded.scenes import SyntheticConfig, build_synthetic_dataset
 
     root = Path(root)
     if not (root / "annotations.json").exists():

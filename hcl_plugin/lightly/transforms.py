@@ -8,7 +8,7 @@ import torch
 from PIL import Image
 from torch import Tensor
 
-from hcl_plugin.data.sampler import SceneObjectSampler
+from hcl_plugin.data.box_sampler import SceneObjectSampler
 from hcl_plugin.data.views import IMAGENET_MEAN, IMAGENET_STD, VIEW_KEYS, HCLViews
 
 

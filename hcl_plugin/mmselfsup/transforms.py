@@ -37,7 +37,8 @@ from mmcv.transforms import BaseTransform, Compose
 from mmselfsup.registry import TRANSFORMS
 
 from hcl_plugin.data.image_io import load_image_array
-from hcl_plugin.data.sampler import SceneObjectSampler
+from hcl_plugin.data.box_sampler import SceneObjectSampler
+from hcl_plugin.data.boxes import box_to_pixel_window
 
 __all__ = ["LoadSceneImageFromFile", "SampleSceneObjectBoxes", "SceneObjectMultiView", "crop_box"]
 
@@ -47,12 +48,13 @@ Transform = Union[dict, Callable[[dict], dict]]
 
 
 def crop_box(img: np.ndarray, box: Sequence[float]) -> np.ndarray:
-    """The pixels of ``img`` (H, W, C) covered by the ``xyxy`` box (outward-rounded, at least 1 px)."""
+    """The pixels of ``img`` (H, W, C) under the pixel ``xyxy`` box.
+
+    The window is :func:`hcl_plugin.data.boxes.box_to_pixel_window` (start floored, end ceiled, clipped
+    to the image, at least 1 px): the same pixels as the Lightly/torchvision views of the same box.
+    """
     height, width = img.shape[:2]
-    x1 = min(max(int(math.floor(box[0])), 0), width - 1)
-    y1 = min(max(int(math.floor(box[1])), 0), height - 1)
-    x2 = max(min(int(math.ceil(box[2])), width), x1 + 1)
-    y2 = max(min(int(math.ceil(box[3])), height), y1 + 1)
+    x1, y1, x2, y2 = box_to_pixel_window(box, width, height)
     return img[y1:y2, x1:x2]
 
 

@@ -1,5 +1,5 @@
 # Tiny MoCo-v2 + HCL on the embedded Animal-MNIST scenes: ResNet-18, 64 px views, batch 16, queues of
-# 4096, 300 iterations on a CPU in minutes. Build the data once: python -m hcl_plugin.data.synthetic --out data/embedded
+# 4096, 300 iterations on a CPU in minutes. Build the data once: python -m hcl_plugin.data.embedded.scenes --out data/embedded
 #   python tools/train.py mmconfigs/tiny/mocov2_hcl_synthetic.py
 #   tools/dist_train.sh mmconfigs/tiny/mocov2_hcl_synthetic.py 2          # 2 CPU processes, gloo
 _base_ = [

@@ -1,5 +1,5 @@
 # The embedded Animal-MNIST scene set (CPU-scale proxy for COCO), built once with
-#   python -m hcl_plugin.data.synthetic --out data/embedded
+#   python -m hcl_plugin.data.embedded.scenes --out data/embedded
 # (`make demo` builds the same set). 256 px scenes, 2-5 animals each, exact boxes; small crops and
 # 64 px views so a few hundred iterations run in minutes on a CPU.
 _base_ = ['./coco_hcl-scenes.py']

@@ -5,7 +5,7 @@
 # (mmconfigs/tiny/*_synthetic.py), narrower heads (128 channels, 64 RoIs per image), 160-192 px
 # images, batch 4 and 400 iterations, evaluated with
 # CocoMetric (bbox + segm) on the val split. Build the data once with
-#   python -m hcl_plugin.data.synthetic --out data/embedded
+#   python -m hcl_plugin.data.embedded.scenes --out data/embedded
 # then
 #   python tools/train.py mmconfigs/tiny/densecl_hcl_synthetic.py --work-dir work_dirs/tiny/densecl_hcl_synthetic
 #   python tools/extract_backbone.py work_dirs/tiny/densecl_hcl_synthetic/iter_300.pth \
