@@ -1,6 +1,6 @@
 """The embedded retrieval set: Animal-MNIST object images written into class folders (for UHML).
 
-No CUB/Cars/SOP can be downloaded here (DESIGN.md section 6), so the UHML example's default data
+No CUB/Cars/SOP can be downloaded here (docs/background.md, data available offline), so the UHML example's default data
 set is built from the project's Animal-MNIST silhouettes
 (:func:`hcl_plugin.data.embedded.animal_mnist.load_animal_mnist`):
 ``root/animal_mnist_<n>/<class>/<index>.png``, the first ``n`` images of each of the ten classes
