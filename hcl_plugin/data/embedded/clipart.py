@@ -5,8 +5,8 @@ Source: the Debian package ``openclipart-png`` 1:0.18+dfsg-19 (bookworm, ``pool/
 category tree ``usr/share/openclipart/png/<category>/<sub>/.../<name>.png``. Licence: Creative Commons
 Public Domain Dedication (the package's ``copyright`` file); no attribution is required.
 
-No CUB/Cars/SOP can be downloaded here (docs/background.md, data available offline); this is the benchmark set for UHML
-(``benchmarks/uhml_retrieval.py``) because it has many classes, colour and shape variation within a
+No CUB/Cars/SOP can be downloaded here (docs/background.md, data available offline); this is the
+benchmark set for UHML (``benchmarks/uhml_retrieval.py``) because it has many classes, colour and shape variation within a
 class, and clip art of one folder is *not* near-duplicate pixels (raw-pixel nearest neighbours are a
 weak baseline, reported by the benchmark).
 
