@@ -17,6 +17,13 @@ Distances use the identity :math:`\operatorname{arcosh}(1 + 2u^2) = 2\operatorna
 which is accurate for near-identical pairs (no ``arcosh(1 + tiny)``) and for pairs near the
 boundary (no Möbius addition with an epsilon in its denominator, DESIGN.md section 4).
 
+Input policy: point and tangent arguments must be floating-point tensors with at least one
+dimension (``TypeError`` / ``ValueError`` otherwise); a NaN or an infinity raises ``ValueError``
+naming the argument and the first bad index (:func:`expmap0`, :func:`project` and
+:func:`clip_features` check finiteness, the functions that take points in the ball check it together
+with ball membership). Norms of tangent vectors are taken after scaling each row by its largest
+absolute entry (:func:`scaled_rows`), so finite inputs of any size keep their direction.
+
 References:
     [1] O. Ganea, G. Bécigneul, T. Hofmann. "Hyperbolic Neural Networks". NeurIPS 2018.
     [2] V. Khrulkov et al. "Hyperbolic Image Embeddings". CVPR 2020.
@@ -28,16 +35,17 @@ References:
 from __future__ import annotations
 
 import functools
-from typing import Callable, Optional, TypeVar
+from typing import Callable, Optional, Tuple, TypeVar
 
 import torch
 from torch import Tensor
 
-from hcl_plugin.utils.checks import CurvatureLike, check_positive
+from hcl_plugin.utils.checks import CurvatureLike, check_finite, check_floating, check_positive
 
 __all__ = [
     "ball_margin",
     "ball_radius",
+    "check_points",
     "clip_features",
     "conformal_gap",
     "dist",
@@ -47,9 +55,41 @@ __all__ = [
     "pairwise_dist",
     "project",
     "check_in_ball",
+    "scaled_rows",
 ]
 
 F = TypeVar("F", bound=Callable[..., Tensor])
+
+
+def check_points(x: Tensor, name: str) -> None:
+    """Raise ``TypeError`` for a non-floating ``x`` and ``ValueError`` for a 0-dim one (shape checks only)."""
+    check_floating(x, name)
+    if x.dim() == 0:
+        raise ValueError(f"{name} must have shape (..., D), got a 0-dim tensor")
+
+
+def scaled_rows(x: Tensor) -> Tuple[Tensor, Tensor, Tensor]:
+    r"""Each row as :math:`x = m\,w` with :math:`m = \max_i |x_i|`: returns ``(m, w, |w|)``, shapes ``(..., 1)``, ``x.shape``, ``(..., 1)``.
+
+    The norm :math:`\|x\| = m\,\|w\|` with :math:`1 \le \|w\| \le \sqrt{D}` is free of overflow and
+    underflow in the squares (the scaling of LAPACK's ``nrm2`` and of ``hypot``); the product
+    :math:`m\|w\|` is +inf only when :math:`\|x\|` itself exceeds the largest finite number. ``m`` is
+    detached: every formula ``f(m w)`` written with it is the same function of ``x`` for any constant
+    ``m > 0``, so its gradient is exact. Zero rows get ``m`` = the smallest normal number (so that
+    :math:`\tanh(\sqrt c\,m)/(\sqrt c\,m) = 1` in :func:`expmap0`'s gradient at 0), ``w = 0`` and
+    ``|w| = 1``. Expects finite input.
+    """
+    tiny = torch.finfo(x.dtype).tiny
+    if x.shape[-1] == 0:
+        m = x.new_full(x.shape[:-1] + (1,), tiny)
+    else:
+        m = x.detach().abs().amax(dim=-1, keepdim=True)
+        m = torch.where(m > 0, m, torch.full_like(m, tiny))
+    w = x / m
+    w_norm = w.norm(dim=-1, keepdim=True)
+    # |w| >= 1 for every non-zero row (its largest entry is exactly +-1); where, not clamp_min(1),
+    # whose gradient is 0 at exactly 1 (a one-hot row)
+    return m, w, torch.where(w_norm > 0, w_norm, torch.ones_like(w_norm))
 
 
 def compute_dtype(*tensors: Tensor) -> torch.dtype:
@@ -82,6 +122,9 @@ def as_curvature(c: CurvatureLike, like: Tensor) -> Tensor:
         check_positive(c, "curvature c")
     if isinstance(c, Tensor):
         return c.to(dtype=like.dtype, device=like.device)
+    if like.dtype in (torch.float32, torch.float64) and not torch.finfo(like.dtype).tiny <= float(c) <= torch.finfo(like.dtype).max:
+        # e.g. c = 1e-50 would round to 0 in float32
+        raise ValueError(f"curvature c must be representable as a normal {like.dtype} number, got {c}")
     return torch.tensor(float(c), dtype=like.dtype, device=like.device)
 
 
@@ -125,8 +168,6 @@ def check_in_ball(x: Tensor, c: CurvatureLike, name: str = "x") -> None:
         if not bad.any():
             return
         if not torch.isfinite(x).all():
-            from hcl_plugin.utils.checks import check_finite
-
             check_finite(x, name)
         idx = bad.nonzero()[0].tolist()
         norm = x[tuple(idx)].norm().item()
@@ -149,14 +190,26 @@ def project(x: Tensor, c: CurvatureLike, margin: Optional[float] = None) -> Tens
         margin: relative margin ``m``; default :func:`ball_margin` of the compute dtype.
     Returns:
         Tensor like ``x`` with every row strictly inside the ball. Idempotent: a row that was
-        rescaled is left alone by a second call (the test allows the few ulps of rounding).
+        rescaled is left alone by a second call (the test allows the few ulps of rounding). Rows of
+        any finite size land on that sphere in their own direction (norms via :func:`scaled_rows`).
+    Raises:
+        TypeError: non-floating ``x``. ValueError: NaN/Inf in ``x`` (named, with the index), c <= 0.
     """
+    check_points(x, "x")
     cc = as_curvature(c, x)
+    check_finite(x, "x")
+    return project_unchecked(x, cc, margin)
+
+
+def project_unchecked(x: Tensor, c: Tensor, margin: Optional[float] = None) -> Tensor:
+    """:func:`project` without the checks or dtype handling, for callers that did both (no device sync)."""
     eps = torch.finfo(x.dtype).eps
     m = ball_margin(x.dtype) if margin is None else margin
-    max_norm = (1 - m) / cc.sqrt()
-    norm = x.norm(dim=-1, keepdim=True).clamp_min(torch.finfo(x.dtype).tiny)
-    return x * torch.where(norm > max_norm * (1 + 8 * eps), max_norm / norm, torch.ones_like(norm))
+    max_norm = (1 - m) / c.sqrt()
+    scale, w, w_norm = scaled_rows(x)
+    outside = scale * w_norm > max_norm * (1 + 8 * eps)
+    # x * max_norm / |x| written as w * max_norm / |w|: no overflow for huge rows
+    return torch.where(outside, w * (max_norm / w_norm), x)
 
 
 @float32_math
@@ -168,49 +221,84 @@ def clip_features(v: Tensor, r: float) -> Tensor:
     boundary (default in hyp_metric: ``r = 2.3``).
     """
     check_positive(r, "clip radius r")
-    norm = v.norm(dim=-1, keepdim=True).clamp_min(torch.finfo(v.dtype).tiny)
-    return v * torch.clamp(r / norm, max=1.0)
+    check_points(v, "v")
+    check_finite(v, "v")
+    scale, w, w_norm = scaled_rows(v)
+    return torch.where(scale * w_norm > r, w * (r / w_norm), v)
 
 
 @float32_math
 def expmap0(v: Tensor, c: CurvatureLike) -> Tensor:
     r"""Exponential map at the origin [1, eq. 13]:
 
-    .. math:: \exp_0^c(v) = \tanh(\sqrt{c}\,\|v\|)\,\frac{v}{\sqrt{c}\,\|v\|}.
+    .. math:: \exp_0^c(v) = \tanh(\sqrt{c}\,\|v\|)\,\frac{v}{\sqrt{c}\,\|v\|}
+              = \frac{\tanh(\sqrt{c}\,m\|w\|)}{\sqrt{c}\,\|w\|}\, w, \qquad v = m\,w,
 
-    The result is projected (:func:`project`) since ``tanh`` saturates to 1 in finite precision.
+    the second form with the row scaling of :func:`scaled_rows` (:math:`m = \max_i |v_i|`,
+    :math:`1 \le \|w\| \le \sqrt D`): no factor overflows or underflows, so any finite ``v``, however
+    large, maps to its own direction (at the projection radius once ``tanh`` saturates). The result is
+    projected (:func:`project`) since ``tanh`` saturates to 1 in finite precision.
+
+    Raises:
+        TypeError: non-floating ``v``. ValueError: NaN/Inf in ``v`` (named, with the index), c <= 0.
     """
+    check_points(v, "v")
     cc = as_curvature(c, v)
+    check_finite(v, "v")
     sqrt_c = cc.sqrt()
-    scaled = sqrt_c * v.norm(dim=-1, keepdim=True).clamp_min(torch.finfo(v.dtype).tiny)
-    return project(torch.tanh(scaled) / scaled * v, cc)
+    scale, w, w_norm = scaled_rows(v)
+    return project_unchecked(torch.tanh(sqrt_c * scale * w_norm) / (sqrt_c * w_norm) * w, cc)
 
 
 @float32_math
 def logmap0(x: Tensor, c: CurvatureLike) -> Tensor:
     r"""Logarithmic map at the origin [1, eq. 13], inverse of :func:`expmap0`:
 
-    .. math:: \log_0^c(x) = \operatorname{artanh}(\sqrt{c}\,\|x\|)\,\frac{x}{\sqrt{c}\,\|x\|}.
+    .. math:: \log_0^c(x) = \operatorname{artanh}(\sqrt{c}\,\|x\|)\,\frac{x}{\sqrt{c}\,\|x\|}
+              = \frac{\operatorname{artanh}(\sqrt{c}\,m\|w\|)}{\sqrt{c}\,\|w\|}\, w, \qquad x = m\,w,
+
+    the second form with the row scaling of :func:`scaled_rows`, as in :func:`expmap0`: at the origin
+    it has no :math:`0/0` in its derivative (with respect to ``x`` or a learnable ``c``). The
+    artanh is :func:`_artanh_sqrt_c_norm`'s, finite for every point that passes the ball check.
 
     Raises:
-        ValueError: if a point is on or outside the ball.
+        ValueError: if a point is on or outside the ball (or NaN/Inf, named).
     """
+    check_points(x, "x")
     cc = as_curvature(c, x)
     check_in_ball(x, cc, "x")
-    scaled = cc.sqrt() * x.norm(dim=-1, keepdim=True).clamp_min(torch.finfo(x.dtype).tiny)
-    return torch.atanh(scaled) / scaled * x
+    scale, w, w_norm = scaled_rows(x)
+    return _artanh_sqrt_c_norm(x, cc, scale * w_norm) / (cc.sqrt() * w_norm) * w
+
+
+def _artanh_sqrt_c_norm(x: Tensor, c: Tensor, norm: Tensor) -> Tensor:
+    r""":math:`\operatorname{artanh}(\sqrt c\|x\|) = \log(1 + \sqrt c\|x\|) - \tfrac12\log(1 - c\|x\|^2)` (``norm`` = :math:`\|x\|`, shape ``(..., 1)``).
+
+    The identity :math:`\operatorname{artanh} z = \tfrac12\log\frac{(1 + z)^2}{1 - z^2}` with
+    :math:`1 - z^2` rounded exactly as :func:`check_in_ball` rounds it (``1 - c * sum(x * x)``): a point
+    that passes the check has a finite result, where ``atanh(sqrt(c) * norm)`` can round to
+    ``atanh(1) = inf`` for a point within an ulp of the boundary. Both terms are non-negative (no
+    cancellation); ``log1p`` keeps tiny arguments exact.
+    """
+    return torch.log1p(c.sqrt() * norm) - 0.5 * torch.log1p(-c * _sq_norm(x))
 
 
 @float32_math
 def dist0(x: Tensor, c: CurvatureLike) -> Tensor:
     r"""Distance to the origin, the "hyperbolic norm": :math:`d_c(0, x) = \frac{2}{\sqrt c}\operatorname{artanh}(\sqrt c\|x\|)`.
 
-    Returns shape ``x.shape[:-1]``. Raises ``ValueError`` for points outside the ball.
+    Returns shape ``x.shape[:-1]``. Raises ``ValueError`` for points outside the ball. The artanh is
+    :func:`_artanh_sqrt_c_norm`'s, finite for every point that passes the ball check.
     """
+    check_points(x, "x")
     cc = as_curvature(c, x)
     check_in_ball(x, cc, "x")
-    sqrt_c = cc.sqrt()
-    return 2 / sqrt_c * torch.atanh(sqrt_c * x.norm(dim=-1))
+    return dist0_unchecked(x, cc)
+
+
+def dist0_unchecked(x: Tensor, c: Tensor) -> Tensor:
+    """:func:`dist0` without the ball-membership check or dtype handling (no device sync); NaN outside the ball."""
+    return (2 / c.sqrt() * _artanh_sqrt_c_norm(x, c, x.norm(dim=-1, keepdim=True))).squeeze(-1)
 
 
 def _arsinh_dist(sq_diff: Tensor, gap_x: Tensor, gap_y: Tensor, c: Tensor) -> Tensor:
@@ -236,6 +324,12 @@ def dist(x: Tensor, y: Tensor, c: CurvatureLike) -> Tensor:
     Returns:
         Distances of shape ``broadcast(x, y).shape[:-1]``; ``d(x, x) = 0`` with zero gradient.
     """
+    check_points(x, "x")
+    check_points(y, "y")
+    try:
+        torch.broadcast_shapes(x.shape, y.shape)
+    except RuntimeError:
+        raise ValueError(f"x and y must have broadcastable shapes (..., D), got {tuple(x.shape)} and {tuple(y.shape)}") from None
     cc = as_curvature(c, x)
     check_in_ball(x, cc, "x")
     check_in_ball(y, cc, "y")
@@ -256,6 +350,8 @@ def pairwise_dist(x: Tensor, y: Tensor, c: CurvatureLike) -> Tensor:
     far-apart pairs, but the difference of squares cancels for pairs closer than about
     :math:`10^{-3}/\sqrt c` in float32: use :func:`dist` for positive pairs.
     """
+    check_points(x, "x")
+    check_points(y, "y")
     if x.dim() != 2 or y.dim() != 2 or x.shape[1] != y.shape[1]:
         raise ValueError(f"pairwise_dist expects x (B, D) and y (K, D), got {tuple(x.shape)} and {tuple(y.shape)}")
     cc = as_curvature(c, x)

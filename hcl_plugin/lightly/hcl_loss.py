@@ -9,7 +9,9 @@ from torch import Tensor, nn
 
 from hcl_plugin.lightly.hyperbolic_ntx_ent_loss import HyperbolicNTXentLoss, bank_size
 from hcl_plugin.losses import InfoNCELoss
+from hcl_plugin.losses.info_nce import l2_normalize
 from hcl_plugin.modules import MemoryBank
+from hcl_plugin.utils.checks import check_non_negative, check_nonempty
 
 ViewPair = Union[Tensor, Tuple[Tensor, Tensor]]
 
@@ -33,7 +35,7 @@ class HCLLoss(nn.Module):
     beyond Objects", CVPR 2023. https://arxiv.org/abs/2212.00653
 
     Attributes:
-        lambda_hyp: weight of the hyperbolic term (>= 0).
+        lambda_hyp: weight of the hyperbolic term (finite, >= 0).
         temperature_euc, temperature_hyp: τ of each term.
         c: curvature magnitude of the ball.
         memory_bank_size: Euclidean queue(s), 0 (in-batch negatives) or ``(K, D)``.
@@ -60,8 +62,7 @@ class HCLLoss(nn.Module):
         gather_distributed: bool = False,
     ) -> None:
         super().__init__()
-        if not lambda_hyp >= 0:
-            raise ValueError(f"lambda_hyp must be >= 0, got {lambda_hyp}")
+        check_non_negative(lambda_hyp, "lambda_hyp")
         self.lambda_hyp = lambda_hyp
         self.symmetric = symmetric
         self.euclidean = InfoNCELoss(temperature_euc, gather_distributed=gather_distributed)
@@ -84,7 +85,7 @@ class HCLLoss(nn.Module):
         bank = self.euclidean_banks[bank_index]
         loss = self.euclidean(query, key, bank.negatives().to(query.device))
         if query.requires_grad:
-            bank.enqueue(nn.functional.normalize(key.detach(), dim=1))
+            bank.enqueue(l2_normalize(key.detach().to(bank.bank.dtype)))
         return loss
 
     def forward(
@@ -97,7 +98,13 @@ class HCLLoss(nn.Module):
     ) -> Union[Tensor, Tuple[Tensor, Dict[str, Tensor]]]:
         """Args: object-view queries and keys (pairs when ``symmetric``), (B, D); scene query and
         object key on the ball, (B, D'). Returns the loss, and with ``return_parts`` also
-        ``{"loss_euc", "loss_hyp"}`` (detached) for logging."""
+        ``{"loss_euc", "loss_hyp"}`` (detached) for logging. An empty batch raises ``ValueError``
+        naming the argument."""
+        owner = type(self).__name__
+        for name, views in (("euc_query", euc_query), ("euc_key", euc_key), ("hyp_query", hyp_query), ("hyp_key", hyp_key)):
+            for index, tensor in enumerate(views if isinstance(views, (tuple, list)) else (views,)):
+                if isinstance(tensor, Tensor):
+                    check_nonempty(tensor, f"{name}[{index}]" if isinstance(views, (tuple, list)) else name, owner)
         if self.symmetric:
             if not (isinstance(euc_query, (tuple, list)) and isinstance(euc_key, (tuple, list))):
                 raise ValueError("symmetric=True needs euc_query=(q1, q2) and euc_key=(k1, k2)")

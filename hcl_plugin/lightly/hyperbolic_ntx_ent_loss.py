@@ -8,6 +8,7 @@ from torch import Tensor, nn
 
 from hcl_plugin.losses import HyperbolicInfoNCELoss
 from hcl_plugin.modules import HyperbolicMemoryBank
+from hcl_plugin.utils.checks import check_nonempty
 
 
 def bank_size(memory_bank_size: Union[int, Sequence[int]]) -> Optional[tuple]:
@@ -45,7 +46,9 @@ class HyperbolicNTXentLoss(nn.Module):
         gather_distributed: gather the views (in-batch) or the keys (memory bank) of all ranks.
 
     Raises:
-        ValueError: τ ≈ 0, c <= 0, a bad ``memory_bank_size``; inputs off the ball or non-finite.
+        ValueError: τ ≈ 0, infinite or NaN, c <= 0 or non-finite, a bad ``memory_bank_size``; an
+            empty batch, inputs off the ball or non-finite (the message names ``out0``/``out1``
+            for an empty batch, the core loss's ``query``/``positive`` otherwise).
 
     Examples:
         >>> from hcl_plugin.geometry import expmap0
@@ -69,6 +72,10 @@ class HyperbolicNTXentLoss(nn.Module):
         )
 
     def forward(self, out0: Tensor, out1: Tensor) -> Tensor:
+        """Loss of the views ``out0`` (B, D) and ``out1`` (B, D) on the ball; enqueues ``out1`` when training."""
+        for name, tensor in (("out0", out0), ("out1", out1)):
+            if isinstance(tensor, Tensor):
+                check_nonempty(tensor, name, type(self).__name__)
         if self.memory_bank is None:
             return self.loss(out0, out1)
         loss = self.loss(out0, out1, self.memory_bank.negatives().to(out0.device))

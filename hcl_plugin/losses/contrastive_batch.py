@@ -9,7 +9,14 @@ import torch
 from torch import Tensor
 
 from hcl_plugin.utils import distributed
-from hcl_plugin.utils.checks import check_finite, check_last_dim, check_ndim, check_same_shape
+from hcl_plugin.utils.checks import (
+    check_finite,
+    check_floating,
+    check_last_dim,
+    check_ndim,
+    check_nonempty,
+    check_same_shape,
+)
 
 
 @dataclass
@@ -29,18 +36,28 @@ class ContrastiveBatch:
     mask: Optional[Tensor]
 
 
-def validate_pair(query: Tensor, positive: Tensor, negatives: Optional[Tensor], check_values: bool = True) -> None:
-    """Shape checks (errors print the shapes) and, with ``check_values``, NaN/Inf checks naming the argument.
+def validate_pair(
+    query: Tensor, positive: Tensor, negatives: Optional[Tensor], check_values: bool = True, owner: str = "loss"
+) -> None:
+    """Type and shape checks (errors print the shapes) and, with ``check_values``, NaN/Inf checks naming the argument.
 
-    The hyperbolic loss passes ``check_values=False``: its ball-membership check reports non-finite
-    values itself, in the same pass.
+    ``TypeError`` for non-floating tensors; ``ValueError`` for wrong shapes, an empty batch or a
+    feature dimension of 0 (``owner``, the loss's name, starts those messages). The hyperbolic loss
+    passes ``check_values=False``: its ball-membership check reports non-finite values itself, in
+    the same pass.
     """
+    check_floating(query, "query")
+    check_floating(positive, "positive")
     check_ndim(query, 2, "query", "(B, D)")
     check_same_shape(query, positive, "query", "positive")
+    check_nonempty(query, "query", owner)
+    if query.shape[1] == 0:
+        raise ValueError(f"{owner} got features of dimension 0: query has shape {tuple(query.shape)}")
     if check_values:
         check_finite(query, "query")
         check_finite(positive, "positive")
     if negatives is not None:
+        check_floating(negatives, "negatives")
         check_ndim(negatives, 2, "negatives", "(K, D)")
         check_last_dim([query, negatives], ["query", "negatives"])
         if negatives.shape[0] == 0:

@@ -9,6 +9,7 @@ from torch import Tensor, nn
 from hcl_plugin.geometry import Curvature
 from hcl_plugin.losses.hyperbolic_info_nce import HyperbolicInfoNCELoss
 from hcl_plugin.losses.info_nce import InfoNCELoss
+from hcl_plugin.utils.checks import check_non_negative, check_nonempty
 
 
 class HCLLossOutput(NamedTuple):
@@ -30,7 +31,8 @@ class HCLLoss(nn.Module):
       the ball or the batch. It pulls a scene towards its objects while the object lies closer to the
       origin, so scene norms grow with the number of objects they contain.
 
-    Defaults are the official HCL code's: λ = 0.1, τ = 0.2 for both terms, c = 0.05.
+    Defaults are the official HCL code's: λ = 0.1, τ = 0.2 for both terms, c = 0.05. λ must be
+    finite and >= 0, τ finite and >= 1e-8 (``ValueError`` naming the argument otherwise).
 
     [1] S. Ge, S. Mishra et al. "Hyperbolic Contrastive Learning for Visual Representations beyond
         Objects". CVPR 2023. https://arxiv.org/abs/2212.00653
@@ -56,8 +58,7 @@ class HCLLoss(nn.Module):
         gather_distributed: bool = False,
     ) -> None:
         super().__init__()
-        if not lambda_hyp >= 0:
-            raise ValueError(f"lambda_hyp must be >= 0, got {lambda_hyp}")
+        check_non_negative(lambda_hyp, "lambda_hyp")
         self.lambda_hyp = lambda_hyp
         self.euclidean = InfoNCELoss(temperature_euc, gather_distributed=gather_distributed)
         self.hyperbolic = HyperbolicInfoNCELoss(temperature_hyp, c=c, gather_distributed=gather_distributed)
@@ -72,7 +73,13 @@ class HCLLoss(nn.Module):
         hyp_negatives: Optional[Tensor] = None,
     ) -> HCLLossOutput:
         """Args: object views (B, D) for the Euclidean term; scene query and object key (B, D) on the
-        ball for the hyperbolic term; optional queues (K, D) of negatives for each."""
+        ball for the hyperbolic term; optional queues (K, D) of negatives for each.
+
+        Raises ``ValueError`` naming the argument for an empty batch (and see the two losses)."""
+        for name, tensor in (("object_query", object_query), ("object_key", object_key),
+                             ("scene_query", scene_query), ("object_key_hyp", object_key_hyp)):
+            if isinstance(tensor, Tensor):
+                check_nonempty(tensor, name, type(self).__name__)
         loss_euc = self.euclidean(object_query, object_key, euc_negatives)
         loss_hyp = self.hyperbolic(scene_query, object_key_hyp, hyp_negatives)
         return HCLLossOutput(loss_euc + self.lambda_hyp * loss_hyp, loss_euc.detach(), loss_hyp.detach())

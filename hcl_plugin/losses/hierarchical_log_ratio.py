@@ -10,7 +10,7 @@ from torch import Tensor, nn
 
 from hcl_plugin.geometry import Curvature
 from hcl_plugin.geometry.poincare import as_curvature, check_in_ball, compute_dtype, conformal_gap
-from hcl_plugin.utils.checks import check_finite
+from hcl_plugin.utils.checks import check_finite, check_floating, check_nonempty
 
 __all__ = ["HierarchicalLogRatioLoss", "DISTANCES", "level_group_pair_sums"]
 
@@ -67,8 +67,9 @@ class HierarchicalLogRatioLoss(nn.Module):
 
     Raises:
         ValueError: omega outside (0, 1), unknown distance, c <= 0, min_distance <= 0 (at
-            construction); z not (B, D), levels not (B, B) integers, NaN/Inf in z (named), points
-            on or outside the ball for the Poincaré distance (at call).
+            construction); z not (B, D) or empty (B = 0), levels not (B, B) integers, NaN/Inf in z
+            (named), points on or outside the ball for the Poincaré distance (at call).
+        TypeError: z not a floating-point tensor.
 
     Example:
         >>> from hcl_plugin.cluster import similarity_levels
@@ -112,8 +113,10 @@ class HierarchicalLogRatioLoss(nn.Module):
 
     def forward(self, z: Tensor, levels: Tensor) -> Tensor:
         """Mean over the valid triplets; 0 (with zero gradient) if the batch has none. 0-dim tensor."""
+        check_floating(z, "z")
         if z.dim() != 2:
             raise ValueError(f"z must have shape (B, D), got {tuple(z.shape)}")
+        check_nonempty(z, "z", type(self).__name__)
         batch = z.shape[0]
         if levels.shape != (batch, batch):
             raise ValueError(f"levels must have shape (B, B) = ({batch}, {batch}) to match z, got {tuple(levels.shape)}")

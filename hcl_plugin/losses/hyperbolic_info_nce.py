@@ -39,8 +39,10 @@ class HyperbolicInfoNCELoss(nn.Module):
             :class:`~hcl_plugin.modules.HyperbolicMemoryBank` already gathers keys before enqueueing.
 
     Raises:
-        ValueError: temperature ≈ 0, c <= 0, wrong shapes (the message prints them), NaN/Inf
-            features (the message names the argument), points on or outside the ball.
+        ValueError: temperature ≈ 0, infinite or NaN, c <= 0, wrong shapes (the message prints
+            them), an empty batch, NaN/Inf features (the message names the argument), points on or
+            outside the ball.
+        TypeError: non-floating inputs.
 
     Example:
         >>> from hcl_plugin.geometry import expmap0
@@ -68,7 +70,7 @@ class HyperbolicInfoNCELoss(nn.Module):
 
     def forward(self, query: Tensor, positive: Tensor, negatives: Optional[Tensor] = None) -> Tensor:
         """Mean loss over the anchors (B in queue mode, 2B in in-batch mode); a 0-dim float32/64 tensor."""
-        validate_pair(query, positive, negatives, check_values=False)
+        validate_pair(query, positive, negatives, check_values=False, owner=type(self).__name__)
         tensors = [query, positive] + ([] if negatives is None else [negatives])
         dtype = compute_dtype(*tensors)
         with torch.autocast(device_type=query.device.type, enabled=False):

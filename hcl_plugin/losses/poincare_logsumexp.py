@@ -19,24 +19,55 @@ gradient of each row's lse with respect to the augmented query already in the fo
 .. math:: \frac{\partial \operatorname{lse}_i}{\partial u^2_{ij}} = -\frac{\alpha\, p_{ij}}{2u_{ij}\sqrt{1+u_{ij}^2}},
    \qquad p_{ij} = \exp(\ell_{ij} - \operatorname{lse}_i).
 
-Peak memory is O(B·D + K·D + block) when the negatives need no gradient (a MoCo queue). When they
-do (in-batch negatives), the B×K coefficient matrix is kept for the backward pass.
-The difference of squares cancels for pairs closer than about 1e-3 radii in float32 (DESIGN.md
-section 4): use this for negatives only and compute positives from the explicit difference.
+Peak memory is O(B·D + K·D + block) when the negatives need no gradient (a MoCo queue), plus one
+byte per pair on an accelerator (the near-pair flags below, :func:`keep_near_flags`). When they do
+(in-batch negatives), the B×K coefficient matrix is kept for the backward pass.
+
+Near pairs. The product rounds :math:`u_{ij}^2` to an absolute error of a few
+:math:`\epsilon M_{ij}` with :math:`M_{ij} = c s_i t_j (\|q_i\|^2 + \|k_j\|^2)`, the sum of its two
+norm terms (:math:`\epsilon` the unit roundoff of the dtype), and the backward pass through the
+augmented rows cancels the same way; the clamp floor of :math:`u^2` and the :math:`1/u` in the
+derivative then amplify the error without bound as :math:`q_i \to k_j` (the difference of squares
+of [1]; near-duplicate negatives, and every pair of a collapsed batch). Each block therefore flags the
+unmasked pairs with
+
+.. math:: u_{ij}^2 \le \theta M_{ij}, \qquad \theta = \theta_\epsilon\,\epsilon
+   \quad(\text{i.e. } \|q_i - k_j\|^2 \le \theta(\|q_i\|^2 + \|k_j\|^2)),
+
+with :math:`\theta_\epsilon` = :data:`NEAR_EPS_MULTIPLE`, so the product's relative error on the
+pairs it keeps is at most a few :math:`1/\theta_\epsilon`. :class:`PoincareNegativeLogSumExp`
+leaves the flagged pairs out (like masked ones) and returns their indices;
+:class:`NearPairsLogSumExp` computes their log-sum-exp from the explicit difference
+:math:`q_i - k_j` (:func:`~hcl_plugin.geometry.poincare.dist_unchecked`), in chunks of pairs, with the
+gradient of the same formula; :func:`poincare_negative_logsumexp` combines the two with ``logaddexp``.
+Time stays O(B·K·D) and memory O(B·K) (one index per flagged pair), never B×K×D. Finding the flagged
+pairs (``nonzero``) synchronises an accelerator once per call.
+
+[1] N. J. Higham. "Accuracy and Stability of Numerical Algorithms", 2nd ed., SIAM 2002, sections
+    1.7 (cancellation) and 3.1 (error of inner products).
 """
 
 from __future__ import annotations
 
-from typing import Optional, Tuple
+from typing import List, Optional, Tuple, Union
 
 import torch
 from torch import Tensor
+
+from hcl_plugin.geometry.poincare import dist_unchecked
+from hcl_plugin.utils.checks import check_nonempty
 
 #: Number of B×K entries processed per block, and the fewest query rows per block (each block reads
 #: all K negatives twice, so very thin blocks make the matmuls memory-bound). Tuned with
 #: benchmarks/bench_loss.py on a 2-core CPU: at K = 65536, 4 rows/block took 3x longer than 32.
 BLOCK_ELEMENTS = 1 << 20
 MIN_BLOCK_ROWS = 32
+
+#: :math:`\theta_\epsilon`: pairs with :math:`u^2 \le \theta_\epsilon\,\epsilon\,M` are recomputed from the
+#: explicit difference (module doc); float32: :math:`\theta \approx 1.2 \cdot 10^{-2}`, float64: :math:`2.2 \cdot 10^{-11}`.
+NEAR_EPS_MULTIPLE = 1e5
+#: The fewest pairs per chunk of the near-pair recomputation (each chunk gathers chunk × D entries).
+MIN_NEAR_CHUNK = 1024
 
 
 def augment_query(q: Tensor, c: Tensor) -> Tensor:
@@ -53,9 +84,25 @@ def augment_key(k: Tensor, c: Tensor) -> Tensor:
     return torch.cat([t * k, t, c * t * sq], dim=-1)
 
 
+def near_ratio(dtype: torch.dtype) -> float:
+    r""":math:`\theta = \theta_\epsilon\,\epsilon`: the :math:`u^2 / M` at or below which a pair is recomputed exactly."""
+    return NEAR_EPS_MULTIPLE * float(torch.finfo(dtype).eps)
+
+
 def _u2_floor(dtype: torch.dtype) -> float:
     # Below this u^2 the matmul form is rounding noise (float32: u ~ 1e-5, i.e. pairs ~1e-5 radii apart).
     return 1e-10 if dtype != torch.float64 else 1e-24
+
+
+def keep_near_flags(device: torch.device) -> bool:
+    """Whether :class:`PoincareNegativeLogSumExp` keeps the near-pair flags of all blocks and gathers them at the end.
+
+    On an accelerator, asking a block whether it has near pairs would synchronise the device once
+    per block; the flags (one byte per pair) are kept instead and gathered with one ``nonzero``, one
+    synchronisation per call. On the CPU that question costs nothing, so each block gathers its own
+    near pairs, only when it has some, and no B×K flags are kept.
+    """
+    return device.type != "cpu"
 
 
 class BlockWorkspace:
@@ -68,21 +115,36 @@ class BlockWorkspace:
 
     def __init__(self) -> None:
         self._buffer: Optional[Tensor] = None
+        self._flags: Optional[Tensor] = None
 
     def buffers(self, rows: int, cols: int, like: Tensor) -> Tuple[Tensor, Tensor]:
+        """Two (rows, cols) scratch matrices of ``like``'s dtype and device."""
         numel = rows * cols
         buf = self._buffer
         if buf is None or buf.numel() < 2 * numel or buf.dtype != like.dtype or buf.device != like.device:
             buf = self._buffer = like.new_empty(2 * numel)
         return buf[:numel].view(rows, cols), buf[numel:2 * numel].view(rows, cols)
 
+    def flags(self, rows: int, cols: int, device: torch.device) -> Tensor:
+        """A (rows, cols) bool scratch matrix (the near-pair flags of a whole call)."""
+        numel = rows * cols
+        buf = self._flags
+        if buf is None or buf.numel() < numel or buf.device != device:
+            buf = self._flags = torch.empty(numel, dtype=torch.bool, device=device)
+        return buf[:numel].view(rows, cols)
+
     @property
     def nbytes(self) -> int:
-        return 0 if self._buffer is None else self._buffer.numel() * self._buffer.element_size()
+        return sum(0 if b is None else b.numel() * b.element_size() for b in (self._buffer, self._flags))
 
 
 class PoincareNegativeLogSumExp(torch.autograd.Function):
-    """Row-wise ``logsumexp_j(-alpha * arsinh(sqrt(qa_i . ka_j)))`` over unmasked ``j``. See module doc."""
+    """Row-wise ``logsumexp_j(-alpha * arsinh(sqrt(qa_i . ka_j)))`` over unmasked ``j``. See module doc.
+
+    With ``near_ratio`` (θ) the pairs with ``u^2 <= θ M`` are left out as well and the call returns
+    ``(lse, near)``: ``near`` holds their flat indices ``i * K + j`` (int64, no gradient). A row
+    with no pair left has ``lse = -inf`` and zero gradient.
+    """
 
     @staticmethod
     def forward(  # type: ignore[override]
@@ -93,11 +155,13 @@ class PoincareNegativeLogSumExp(torch.autograd.Function):
         mask: Optional[Tensor] = None,
         block_elements: int = BLOCK_ELEMENTS,
         workspace: Optional[BlockWorkspace] = None,
-    ) -> Tensor:
+        near_ratio: Optional[float] = None,
+    ) -> Union[Tensor, Tuple[Tensor, Tensor]]:
         # Per block, with y = u^2 and r = sqrt(y (1 + y)) = u sqrt(1 + u^2):
         #   L = log(1 + 2y + 2r) = 2 arsinh(u)        (one sqrt and one log per entry)
         #   logit = -(alpha / 2) L,  e = exp(logit - max_logit),  lse = max_logit + log(sum e)
         #   d lse / d y = -(alpha / 2) p / r  with  p = e / sum(e)
+        # Near pairs: r = y - θ M first (M = the two norm terms of the product), flag r <= 0.
         need_q, need_k, need_alpha = ctx.needs_input_grad[:3]
         need_grad = need_q or need_k or need_alpha
         num_rows, num_cols = qa.shape[0], ka.shape[0]
@@ -108,19 +172,40 @@ class PoincareNegativeLogSumExp(torch.autograd.Function):
         grad_qa = torch.empty_like(qa) if need_q else None
         coef_all = qa.new_empty(num_rows, num_cols) if need_k else None
         grad_alpha_unit = qa.new_empty(num_rows) if need_alpha else None
-        y_buf, r_buf = (workspace or BlockWorkspace()).buffers(rows_per_block, num_cols, qa)
+        workspace = workspace or BlockWorkspace()
+        y_buf, r_buf = workspace.buffers(rows_per_block, num_cols, qa)
+        # +inf on the masked pairs: y, and with it L, is +inf there (an addition, cheaper than a fill)
+        mask_shift = None if mask is None else torch.zeros_like(mask, dtype=qa.dtype).masked_fill_(mask, float("inf"))
+        one_sync = near_ratio is not None and keep_near_flags(qa.device)
+        near_all = workspace.flags(num_rows, num_cols, qa.device) if one_sync else None
+        near_parts: List[Tensor] = []
+        # M_ij = norm_q[i] . norm_k_t[:, j]: two rank-1 terms (contiguous, for fast broadcasting)
+        norm_q, norm_k_t = qa[:, -2:].contiguous(), ka[:, -2:].t().contiguous()
         ka_t = ka.t()
         for start in range(0, num_rows, rows_per_block):
             rows = slice(start, start + rows_per_block)
             n = min(rows_per_block, num_rows - start)
             y, r = y_buf[:n], r_buf[:n]
             torch.mm(qa[rows], ka_t, out=y)
+            if mask_shift is not None:
+                y.add_(mask_shift[rows])
+            keep = None
+            if near_ratio is not None:
+                # r = y - θ M; keep = 1 where r > 0, +0.0 where r <= 0 (a near pair; masked ones have r = inf)
+                torch.addcmul(y, norm_q[rows, :1], norm_k_t[:1], value=-near_ratio, out=r)
+                r.addcmul_(norm_q[rows, 1:], norm_k_t[1:], value=-near_ratio)
+                keep = r.sign_().clamp_min_(0.0).add_(0.0)  # adding +0.0 turns a -0.0 into +0.0
             y.clamp_min_(floor)
+            if keep is not None:
+                y.div_(keep)  # near pairs: y = +inf, left out like masked ones
+                if near_all is not None:
+                    torch.eq(keep, 0, out=near_all[rows])
+                elif float(keep.amin()) == 0.0:  # reads a CPU tensor: no device to synchronise
+                    near_parts.append((keep == 0).view(-1).nonzero().squeeze(1) + start * num_cols)
             torch.addcmul(y, y, y, out=r).sqrt_()
             L = y.add_(r).mul_(2).add_(1).log_()  # 2 arsinh(u), in y's memory
-            if mask is not None:
-                L.masked_fill_(mask[rows], float("inf"))
             L_min = L.amin(dim=1, keepdim=True)
+            L_min.masked_fill_(L_min == float("inf"), 0.0)  # a row with every pair left out: e = 0, lse = -inf
             L_shift = L.sub_(L_min)
             arsinh_shift = L_shift.mul(0.5) if need_alpha else None
             e = L_shift.mul_(-half_alpha).exp_()  # exp(logit - max logit)
@@ -128,6 +213,7 @@ class PoincareNegativeLogSumExp(torch.autograd.Function):
             lse[rows] = (total.log() - half_alpha * L_min).squeeze(1)
             if not need_grad:
                 continue
+            total = torch.where(total > 0, total, torch.ones_like(total))  # e = 0 on the rows where it is 0
             p_scale = -half_alpha / total  # d lse / d y = p_scale * e / r
             if need_alpha:
                 # d lse / d alpha = -E_p[arsinh(u)] = -(sum e * arsinh_shift) / total - L_min / 2
@@ -140,11 +226,20 @@ class PoincareNegativeLogSumExp(torch.autograd.Function):
             if need_k:
                 torch.mul(coef, p_scale, out=coef_all[rows])
         ctx.save_for_backward(grad_qa, coef_all, qa if need_k else None, grad_alpha_unit)
-        return lse
+        if near_ratio is None:
+            return lse
+        if near_all is not None:
+            near_pairs = near_all.view(-1).nonzero().squeeze(1)  # the one device sync of the call
+        elif near_parts:
+            near_pairs = torch.cat(near_parts)
+        else:
+            near_pairs = torch.empty(0, dtype=torch.long, device=qa.device)
+        ctx.mark_non_differentiable(near_pairs)
+        return lse, near_pairs
 
     @staticmethod
     @torch.autograd.function.once_differentiable
-    def backward(ctx, grad_lse: Tensor) -> Tuple[Optional[Tensor], ...]:  # type: ignore[override]
+    def backward(ctx, grad_lse: Tensor, *unused: Optional[Tensor]) -> Tuple[Optional[Tensor], ...]:  # type: ignore[override]
         grad_qa_unit, coef, qa, grad_alpha_unit = ctx.saved_tensors
         grad_qa = grad_ka = grad_alpha = None
         if ctx.needs_input_grad[0]:
@@ -153,7 +248,76 @@ class PoincareNegativeLogSumExp(torch.autograd.Function):
             grad_ka = torch.mm(coef.t(), qa * grad_lse[:, None])
         if ctx.needs_input_grad[2]:
             grad_alpha = (grad_alpha_unit * grad_lse).sum()
-        return grad_qa, grad_ka, grad_alpha, None, None, None
+        return grad_qa, grad_ka, grad_alpha, None, None, None, None
+
+
+class NearPairsLogSumExp(torch.autograd.Function):
+    r"""Row-wise :math:`\log \sum_{(i, j) \in P} \exp(-d_c(q_i, k_j)/\tau)` over the listed pairs only.
+
+    Distances come from the explicit difference :math:`q_i - k_j`
+    (:func:`~hcl_plugin.geometry.poincare.dist_unchecked`), so pairs closer than the matrix product
+    resolves keep full relative accuracy, and so does their gradient: the backward pass recomputes
+    each chunk of pairs and differentiates that same formula with autograd (with respect to the
+    queries, the negatives and ``c``). Pairs are processed ``chunk`` at a time (chunk × D gathered
+    entries); what is kept between the passes is O(|P|). Rows without a pair get ``-inf`` (and zero
+    gradient).
+
+    Args (of ``apply``): query (B, D), negatives (K, D), c (0-dim), pairs (|P|,) int64 flat indices
+    ``i * K + j``, temperature (float), chunk (int).
+    """
+
+    @staticmethod
+    def _chunk_logits(query: Tensor, negatives: Tensor, c: Tensor, flat: Tensor, temperature: float) -> Tensor:
+        num_cols = negatives.shape[0]
+        return -dist_unchecked(query[flat // num_cols], negatives[flat % num_cols], c) / temperature
+
+    @staticmethod
+    def forward(  # type: ignore[override]
+        ctx, query: Tensor, negatives: Tensor, c: Tensor, pairs: Tensor, temperature: float, chunk: int
+    ) -> Tensor:
+        num_pairs = pairs.shape[0]
+        logits = query.new_empty(num_pairs)
+        for start in range(0, num_pairs, chunk):
+            part = slice(start, start + chunk)
+            logits[part] = NearPairsLogSumExp._chunk_logits(query, negatives, c, pairs[part], temperature)
+        row = pairs // negatives.shape[0]
+        row_max = query.new_full((query.shape[0],), float("-inf")).scatter_reduce_(0, row, logits, "amax")
+        e = logits.sub_(row_max[row]).exp_()
+        total = query.new_zeros(query.shape[0]).index_add_(0, row, e)
+        p = e.div_(total[row])  # d lse_i / d logit_ij
+        ctx.save_for_backward(query, negatives, c, pairs, p)
+        ctx.temperature, ctx.chunk = temperature, chunk
+        return total.log() + row_max  # log(0) + (-inf) = -inf for rows without pairs
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, grad_lse: Tensor) -> Tuple[Optional[Tensor], ...]:  # type: ignore[override]
+        query, negatives, c, pairs, p = ctx.saved_tensors
+        need_q, need_k, need_c = ctx.needs_input_grad[:3]
+        num_cols = negatives.shape[0]
+        grad_q = torch.zeros_like(query) if need_q else None
+        grad_k = torch.zeros_like(negatives) if need_k else None
+        grad_c = torch.zeros_like(c) if need_c else None
+        weights = grad_lse[pairs // num_cols] * p
+        query, negatives = query.detach(), negatives.detach()
+        for start in range(0, pairs.shape[0], ctx.chunk):
+            part = slice(start, start + ctx.chunk)
+            flat = pairs[part]
+            rows, cols = flat // num_cols, flat % num_cols
+            with torch.enable_grad():
+                q_rows = query[rows].requires_grad_(need_q)
+                k_rows = negatives[cols].requires_grad_(need_k)
+                cc = c.detach().requires_grad_(need_c)
+                logits = -dist_unchecked(q_rows, k_rows, cc) / ctx.temperature
+                wrt = [t for t, need in ((q_rows, need_q), (k_rows, need_k), (cc, need_c)) if need]
+                grads = list(torch.autograd.grad(logits, wrt, grad_outputs=weights[part]))
+            if need_q:
+                grad_q.index_add_(0, rows, grads.pop(0))
+            if need_k:
+                grad_k.index_add_(0, cols, grads.pop(0))
+            if need_c:
+                grad_c += grads.pop(0)
+        return grad_q, grad_k, grad_c, None, None, None
 
 
 def poincare_negative_logsumexp(
@@ -167,6 +331,10 @@ def poincare_negative_logsumexp(
 ) -> Tensor:
     r"""``lse_i = log sum_j exp(-d_c(query_i, negatives_j) / temperature)`` over unmasked ``j``.
 
+    Far pairs go through :class:`PoincareNegativeLogSumExp` (one matrix product per block), the pairs
+    it flags as near (module doc) through :class:`NearPairsLogSumExp` (explicit differences); the two
+    row-wise results are combined with ``logaddexp``.
+
     Args:
         query: (B, D) points in the ball (float32 or float64).
         negatives: (K, D) points in the ball.
@@ -177,7 +345,18 @@ def poincare_negative_logsumexp(
         workspace: scratch buffers reused between calls (a fresh one per call if None).
     Returns:
         (B,) tensor; differentiable with respect to ``query``, ``negatives`` and ``c``.
+    Raises:
+        ValueError: an empty ``query`` or ``negatives``.
     """
+    check_nonempty(query, "query", "poincare_negative_logsumexp")
+    check_nonempty(negatives, "negatives", "poincare_negative_logsumexp")
     alpha = 2.0 / (temperature * c.sqrt())
     qa, ka = augment_query(query, c), augment_key(negatives, c)
-    return PoincareNegativeLogSumExp.apply(qa, ka, alpha, mask, block_elements, workspace)
+    lse_far, near_pairs = PoincareNegativeLogSumExp.apply(
+        qa, ka, alpha, mask, block_elements, workspace, near_ratio(query.dtype)
+    )
+    if near_pairs.numel() == 0:  # the size is known on the host after nonzero: no further sync
+        return lse_far
+    chunk = max(MIN_NEAR_CHUNK, block_elements // (query.shape[1] + 2))
+    lse_near = NearPairsLogSumExp.apply(query, negatives, c, near_pairs, float(temperature), chunk)
+    return torch.logaddexp(lse_far, lse_near)

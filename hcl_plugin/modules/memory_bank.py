@@ -7,8 +7,9 @@ import torch
 from torch import Tensor, nn
 
 from hcl_plugin.geometry import check_in_ball, expmap0
+from hcl_plugin.geometry.poincare import as_curvature, project_unchecked
 from hcl_plugin.utils import distributed
-from hcl_plugin.utils.checks import check_finite, check_ndim, check_positive
+from hcl_plugin.utils.checks import check_finite, check_floating, check_ndim, check_nonempty, check_positive
 
 
 class MemoryBank(nn.Module):
@@ -42,10 +43,17 @@ class MemoryBank(nn.Module):
         return nn.functional.normalize(noise, dim=1)
 
     def validate_keys(self, keys: Tensor) -> None:
+        """Raise ``TypeError``/``ValueError`` (naming ``keys``) unless ``keys`` is a finite, non-empty (B, dim) float tensor."""
+        check_floating(keys, "keys")
         check_ndim(keys, 2, "keys", f"(B, {self.dim})")
         if keys.shape[1] != self.dim:
             raise ValueError(f"keys must have shape (B, {self.dim}), got {tuple(keys.shape)}")
+        check_nonempty(keys, "keys", f"{type(self).__name__}.enqueue")
         check_finite(keys, "keys")
+
+    def prepare_keys(self, keys: Tensor) -> Tensor:
+        """``keys`` (validated) as stored: cast to the bank's dtype and device."""
+        return keys.detach().to(dtype=self.bank.dtype, device=self.bank.device)
 
     def negatives(self) -> Tensor:
         """A detached copy of the queue, shape (size, dim)."""
@@ -57,7 +65,7 @@ class MemoryBank(nn.Module):
         self.validate_keys(keys)
         if self.gather_distributed:
             keys = distributed.gather_no_grad(keys.detach())
-        keys = keys.detach().to(self.bank.dtype)
+        keys = self.prepare_keys(keys)
         n = keys.shape[0]
         m = min(n, self.size)
         ptr = int(self.ptr)
@@ -76,7 +84,10 @@ class HyperbolicMemoryBank(MemoryBank):
     Initial keys are ``expmap0(g / sqrt(dim))`` for Gaussian ``g``: inside the ball at a hyperbolic
     distance of about 2 from the origin, unlike Lightly's random unit vectors, which lie outside a
     ball of radius < 1 (DESIGN.md section 5). Enqueued keys must lie in the ball (``ValueError``
-    naming ``keys`` otherwise).
+    naming ``keys`` otherwise). They are cast to the bank's dtype and then projected
+    (:func:`~hcl_plugin.geometry.project`, the margin of the bank's dtype): a float64 key just inside
+    the ball can round onto the boundary in float32, and would then fail the loss's ball check on
+    every later step.
 
     Example:
         >>> bank = HyperbolicMemoryBank(size=1024, dim=128, c=0.05)
@@ -95,6 +106,11 @@ class HyperbolicMemoryBank(MemoryBank):
     def validate_keys(self, keys: Tensor) -> None:
         super().validate_keys(keys)
         check_in_ball(keys, self.c, "keys")
+
+    def prepare_keys(self, keys: Tensor) -> Tensor:
+        """Cast to the bank's dtype first, then :func:`~hcl_plugin.geometry.project` in that dtype."""
+        keys = super().prepare_keys(keys)
+        return project_unchecked(keys, as_curvature(self.c, keys))
 
     def extra_repr(self) -> str:
         return f"{super().extra_repr()}, c={self.c}"

@@ -8,7 +8,9 @@ from typing import Dict, Optional, Union
 import torch
 from torch import Tensor, nn
 
-from hcl_plugin.geometry import Curvature, clip_features, dist0, expmap0
+from hcl_plugin.geometry import Curvature, clip_features, expmap0
+from hcl_plugin.geometry.poincare import as_curvature, dist0_unchecked
+from hcl_plugin.utils.checks import check_nonempty
 
 
 __all__ = ["PoincareProjectionHead", "ball_health_stats"]
@@ -17,15 +19,17 @@ __all__ = ["PoincareProjectionHead", "ball_health_stats"]
 def ball_health_stats(
     tangent: Tensor, points: Tensor, c: Union[float, Tensor], clip_r: Optional[float], log_scale: Optional[Tensor] = None
 ) -> Dict[str, Tensor]:
-    """Health metrics of a map into the ball, as detached tensors (reading them forces no device sync).
+    r"""Health metrics of a map into the ball, as detached tensors (reading them forces no device sync).
 
     ``clipped_fraction``: share of tangent vectors at the clipping radius (0 without clipping);
     ``hyp_norm_mean/min/max``: hyperbolic distances :math:`d_c(0, z)` of the points; ``feature_scale``:
     :math:`e^{\log s}` when ``log_scale`` is given. All-clipped or all-equal norms mean the norm can
-    carry no information (shared DESIGN.md section 4).
+    carry no information (shared DESIGN.md section 4). ``points`` must lie in the ball (e.g. the
+    output of :func:`~hcl_plugin.geometry.expmap0`): they are not checked, so that computing the
+    stats forces no device sync; a point outside gives NaN norms.
     """
     with torch.no_grad():
-        norms = dist0(points, c)
+        norms = dist0_unchecked(points, as_curvature(c, points))
         clipped = torch.zeros((), device=points.device)
         if clip_r is not None:
             clipped = (tangent.norm(dim=1) >= clip_r * (1 - 1e-6)).float().mean()
@@ -114,7 +118,12 @@ class PoincareProjectionHead(nn.Module):
         return v
 
     def forward(self, x: Tensor) -> Tensor:
-        """Map (B, input_dim) features to (B, output_dim) points in the ball (float32 or float64)."""
+        """Map (B, input_dim) features to (B, output_dim) points in the ball (float32 or float64).
+
+        Raises ``ValueError`` for an empty batch and for NaN/Inf tangent features (named ``v``,
+        from :func:`~hcl_plugin.geometry.expmap0`).
+        """
+        check_nonempty(x, "x", type(self).__name__)
         v = self.to_tangent(x)
         c = self.curvature()
         z = expmap0(v, c)

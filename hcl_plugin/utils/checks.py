@@ -46,6 +46,29 @@ def check_last_dim(tensors: Sequence[Tensor], names: Sequence[str]) -> None:
         raise ValueError(f"feature dimensions differ ({shapes})")
 
 
+def check_floating(tensor: Tensor, name: str) -> None:
+    """Raise ``TypeError`` unless ``tensor`` is a floating-point tensor (integer or bool features are a bug)."""
+    if not isinstance(tensor, Tensor):
+        raise TypeError(f"{name} must be a torch.Tensor, got {type(tensor).__name__}")
+    if not tensor.is_floating_point():
+        raise TypeError(f"{name} must be a floating-point tensor, got dtype {tensor.dtype}")
+
+
+def check_nonempty(tensor: Tensor, name: str, owner: str) -> None:
+    """Raise ``ValueError`` if the batch (first) dimension of ``tensor`` is 0; ``owner`` is the caller's name.
+
+    A shape check only: it reads no values, so it never synchronises a device.
+    """
+    if tensor.dim() > 0 and tensor.shape[0] == 0:
+        raise ValueError(f"{owner} got an empty batch: {name} has shape {tuple(tensor.shape)}")
+
+
+def check_non_negative(value: float, name: str) -> None:
+    """Raise ``ValueError`` unless the number ``value`` is finite and >= 0 (e.g. a loss weight)."""
+    if not 0 <= float(value) < float("inf"):
+        raise ValueError(f"{name} must be finite and >= 0, got {value}")
+
+
 def check_positive(value: CurvatureLike, name: str) -> None:
     """Raise ``ValueError`` unless ``value`` (a number or a tensor) is finite and > 0 everywhere."""
     if isinstance(value, Tensor):
