@@ -5,7 +5,7 @@ The ball is :math:`\mathbb{D}^n_c = \{x \in \mathbb{R}^n : c\|x\|^2 < 1\}` with 
 learnable one, see :class:`hcl_plugin.geometry.Curvature`).
 
 Precision: inputs in float16/bfloat16, and calls made under ``torch.autocast``, are computed in
-float32 (a clamp such as ``1 - 1e-5`` rounds to 1 in half precision, DESIGN.md section 4); float64
+float32 (a clamp such as ``1 - 1e-5`` rounds to 1 in half precision, docs/numerics.md); float64
 inputs stay float64. Results are returned in the compute dtype.
 
 Distances use the identity :math:`\operatorname{arcosh}(1 + 2u^2) = 2\operatorname{arsinh}(u)`:
@@ -15,7 +15,7 @@ Distances use the identity :math:`\operatorname{arcosh}(1 + 2u^2) = 2\operatorna
         \frac{\sqrt{c}\,\|x - y\|}{\sqrt{(1 - c\|x\|^2)(1 - c\|y\|^2)}}\right),
 
 which is accurate for near-identical pairs (no ``arcosh(1 + tiny)``) and for pairs near the
-boundary (no Möbius addition with an epsilon in its denominator, DESIGN.md section 4).
+boundary (no Möbius addition with an epsilon in its denominator, docs/numerics.md).
 
 Input policy: point and tangent arguments must be floating-point tensors with at least one
 dimension (``TypeError`` / ``ValueError`` otherwise); a NaN or an infinity raises ``ValueError``

@@ -40,7 +40,7 @@ class HierarchicalLogRatioLoss(nn.Module):
     (:func:`level_group_pair_sums`): O(B^2 V) for V distinct levels, exact, no cancellation. Distances come
     from the explicit differences :math:`x_i - x_j` (``torch.cdist`` without its matmul path), not
     from the matmul form of :func:`~hcl_plugin.geometry.pairwise_dist`, which cancels catastrophically
-    for close pairs (DESIGN.md section 4) — and close pairs dominate a loss on log-distances.
+    for close pairs (docs/numerics.md) — and close pairs dominate a loss on log-distances.
 
     Stability. Distances are floored at ``min_distance / sqrt(c)`` (relative to the ball radius
     :math:`1/\sqrt c`; default :math:`10^{-5}`, about 80 float32 ulps of a coordinate of size r) by

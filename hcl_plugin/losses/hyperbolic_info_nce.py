@@ -26,7 +26,7 @@ class HyperbolicInfoNCELoss(nn.Module):
     (:mod:`hcl_plugin.losses.poincare_logsumexp`): time and memory are O(B·K), like Euclidean
     InfoNCE, instead of the B×K×D tensors of broadcasting ``dist(q[:, None], k[None])``.
 
-    Computed in float32 for half-precision inputs and under autocast (DESIGN.md section 4).
+    Computed in float32 for half-precision inputs and under autocast (docs/numerics.md).
 
     [1] S. Ge, S. Mishra et al. "Hyperbolic Contrastive Learning for Visual Representations beyond
         Objects". CVPR 2023. https://arxiv.org/abs/2212.00653

@@ -83,7 +83,7 @@ class HyperbolicMemoryBank(MemoryBank):
 
     Initial keys are ``expmap0(g / sqrt(dim))`` for Gaussian ``g``: inside the ball at a hyperbolic
     distance of about 2 from the origin, unlike Lightly's random unit vectors, which lie outside a
-    ball of radius < 1 (DESIGN.md section 5). Enqueued keys must lie in the ball (``ValueError``
+    ball of radius < 1. Enqueued keys must lie in the ball (``ValueError``
     naming ``keys`` otherwise). They are cast to the bank's dtype and then projected
     (:func:`~hcl_plugin.geometry.project`, the margin of the bank's dtype): a float64 key just inside
     the ball can round onto the boundary in float32, and would then fail the loss's ball check on

@@ -24,7 +24,7 @@ def ball_health_stats(
     ``clipped_fraction``: share of tangent vectors at the clipping radius (0 without clipping);
     ``hyp_norm_mean/min/max``: hyperbolic distances :math:`d_c(0, z)` of the points; ``feature_scale``:
     :math:`e^{\log s}` when ``log_scale`` is given. All-clipped or all-equal norms mean the norm can
-    carry no information (shared DESIGN.md section 4). ``points`` must lie in the ball (e.g. the
+    carry no information (docs/background.md). ``points`` must lie in the ball (e.g. the
     output of :func:`~hcl_plugin.geometry.expmap0`): they are not checked, so that computing the
     stats forces no device sync; a point outside gives NaN norms.
     """
@@ -47,7 +47,7 @@ class PoincareProjectionHead(nn.Module):
     output lies strictly inside the ball of radius :math:`1/\sqrt c`; its distance to the origin is
     free to carry information (no L2 normalisation).
 
-    Norm control (DESIGN.md section 4): without it, raw head norms (tens) put every point at the
+    Norm control (docs/background.md): without it, raw head norms (tens) put every point at the
     boundary, where a growing norm acts as a falling temperature and training diverges; a fixed
     clip radius below the raw norms clips every point, and then the norm carries nothing.
     ``clip_r`` is feature clipping [2]; ``feature_scale`` multiplies the MLP output by a scalar
