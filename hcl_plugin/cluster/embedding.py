@@ -42,7 +42,6 @@ import os
 import warnings
 from typing import Dict, Mapping, Optional, Tuple, Union
 
-import torch
 from torch import Tensor, nn
 
 from hcl_plugin.checkpoints import (
@@ -54,8 +53,9 @@ from hcl_plugin.checkpoints import (
     select_prefixed,
 )
 from hcl_plugin.checkpoints import build_resnet as _build_resnet
-from hcl_plugin.geometry import Curvature, clip_features, expmap0
-from hcl_plugin.modules.poincare_head import ball_health_stats
+from hcl_plugin.geometry import Curvature
+from hcl_plugin.modules.poincare_head import BallProjection
+from hcl_plugin.utils.checks import check_nonempty
 
 __all__ = [
     "BACKBONES", "LinearBallProjection", "UHMLEmbedding", "WeightsMismatchError", "backbone_state_dict", "build_resnet"]
@@ -130,14 +130,15 @@ def load_backbone_strict(backbone: nn.Module, weights: Union[PathLike, Mapping[s
     return kind
 
 
-class LinearBallProjection(nn.Module):
+class LinearBallProjection(BallProjection):
     r"""Features -> linear (to ``dim``) -> learnable scale -> optional clipping -> :math:`\exp_0^c`.
 
     .. math:: z = \exp_0^c\big(\operatorname{clip}_r(e^{\log s}\,(W f + b))\big),
         \qquad \exp_0^c(v) = \tanh(\sqrt c\,\|v\|)\,\frac{v}{\sqrt c\,\|v\|}
 
     UHML's embedding head [1] without the released code's L2 normalisation (see the module
-    docstring); shared by :class:`UHMLEmbedding` and the MMSelfSup ``UHMLNeck``.
+    docstring); shared by :class:`UHMLEmbedding` and the MMSelfSup ``UHMLNeck``. A
+    :class:`hcl_plugin.modules.BallProjection` whose Euclidean map is one linear layer.
 
     Args:
         in_features: width of the backbone features.
@@ -165,51 +166,28 @@ class LinearBallProjection(nn.Module):
         feature_scale: Optional[float] = None,
         learn_scale: bool = True,
     ) -> None:
-        super().__init__()
         for name, value in (("in_features", in_features), ("dim", dim)):
             if int(value) != value or value < 1:
                 raise ValueError(f"{name} must be a positive integer, got {value}")
-        if clip_r is not None and not clip_r > 0:
-            raise ValueError(f"clip_r must be > 0 or None, got {clip_r}")
         if feature_scale is None:
             feature_scale = 1 / math.sqrt(dim)
         if not feature_scale > 0:
             raise ValueError(f"feature_scale must be > 0, got {feature_scale}")
+        super().__init__(c, clip_r, feature_scale, learn_scale)
         self.linear = nn.Linear(int(in_features), int(dim))
-        self.curvature = c if isinstance(c, Curvature) else Curvature(float(c))
-        self.clip_r = clip_r
-        log_scale = torch.tensor(math.log(feature_scale))
-        if learn_scale:
-            self.log_scale = nn.Parameter(log_scale)
-        else:
-            self.register_buffer("log_scale", log_scale)
-        self.stats: Dict[str, Tensor] = {}
 
-    @property
-    def c(self) -> Union[float, Tensor]:
-        """The curvature magnitude (a float when fixed, a 0-dim tensor when learnable)."""
-        return self.curvature()
+    def euclidean(self, features: Tensor) -> Tensor:
+        """The linear layer."""
+        return self.linear(features)
 
     def tangent_of(self, features: Tensor) -> Tensor:
-        """Tangent-space (Euclidean) vectors before ``expmap0``: linear, scale, clipping."""
-        v = self.linear(features) * self.log_scale.exp()
-        if self.clip_r is not None:
-            v = clip_features(v, self.clip_r)
-        return v
+        """Tangent-space (Euclidean) vectors of backbone ``features`` before ``expmap0``: linear, scale, clipping."""
+        return self.scale_and_clip(self.linear(features))
 
     def project(self, features: Tensor) -> Tensor:
-        """(B, in_features) -> (B, dim) points strictly inside the ball; records :attr:`stats`."""
-        v = self.tangent_of(features)
-        c = self.curvature()
-        z = expmap0(v, c)
-        self.stats = ball_health_stats(v, z, c, self.clip_r, self.log_scale)
-        return z
-
-    def forward(self, features: Tensor) -> Tensor:
-        return self.project(features)
-
-    def extra_repr(self) -> str:
-        return f"clip_r={self.clip_r}"
+        """(B, in_features) backbone features -> (B, dim) points strictly inside the ball; records :attr:`stats`."""
+        check_nonempty(features, "features", type(self).__name__)
+        return self.to_ball(self.tangent_of(features))
 
 
 class UHMLEmbedding(LinearBallProjection):
@@ -259,10 +237,7 @@ class UHMLEmbedding(LinearBallProjection):
         self.backbone = network
         self.weights_format = None if weights is None else load_backbone_strict(self.backbone, weights)
 
-    def to_tangent(self, images: Tensor) -> Tensor:
-        """Tangent-space (Euclidean) features before ``expmap0``: backbone, linear, scale, clipping."""
-        return self.tangent_of(self.backbone(images))
-
-    def forward(self, images: Tensor) -> Tensor:
-        """(B, 3, H, W) images -> (B, dim) points strictly inside the ball (float32, or float64 for float64 input)."""
-        return self.project(self.backbone(images))
+    def euclidean(self, images: Tensor) -> Tensor:
+        """Backbone, then the linear layer: :meth:`to_tangent` and :meth:`forward` take (B, 3, H, W) images
+        and return tangent vectors / points strictly inside the ball (float32, or float64 for float64 input)."""
+        return self.linear(self.backbone(images))

@@ -13,7 +13,7 @@ from hcl_plugin.geometry.poincare import as_curvature, dist0_unchecked
 from hcl_plugin.utils.checks import check_nonempty
 
 
-__all__ = ["PoincareProjectionHead", "ball_health_stats"]
+__all__ = ["BallProjection", "PoincareProjectionHead", "ball_health_stats"]
 
 
 def ball_health_stats(
@@ -40,7 +40,89 @@ def ball_health_stats(
     return stats
 
 
-class PoincareProjectionHead(nn.Module):
+class BallProjection(nn.Module):
+    r"""Base of every map onto the ball: a Euclidean map, an optional scale, optional clipping, :math:`\exp_0^c`.
+
+    .. math:: z = \exp_0^c\big(\operatorname{clip}_r(e^{\log s}\,g(x))\big),
+        \qquad \exp_0^c(v) = \tanh(\sqrt c\,\|v\|)\,\frac{v}{\sqrt c\,\|v\|}
+
+    Subclasses define the Euclidean map :math:`g` (:meth:`euclidean`): an MLP in
+    :class:`PoincareProjectionHead`, a linear layer in :class:`hcl_plugin.cluster.LinearBallProjection`.
+    This base owns the curvature (a :class:`~hcl_plugin.geometry.Curvature`, fixed or learnable), the
+    feature scale (stored as its log, learnable or a buffer, as in MERU), the clip radius (feature
+    clipping, Guo et al. 2022) and the health metrics of the last forward (:func:`ball_health_stats`).
+
+    Args:
+        c: curvature magnitude (float, or a :class:`Curvature` to learn it).
+        clip_r: feature-clipping radius (Euclidean norm before expmap0); ``None`` = no clipping.
+        feature_scale: initial scale of :math:`g`'s output; ``None`` = no scaling.
+        learn_scale: learn ``feature_scale`` (requires it to be set).
+
+    Raises:
+        ValueError: ``clip_r`` or ``feature_scale`` <= 0, or ``learn_scale`` without a ``feature_scale``.
+    """
+
+    def __init__(self, c: Union[float, Curvature], clip_r: Optional[float], feature_scale: Optional[float],
+                 learn_scale: bool) -> None:
+        super().__init__()
+        if clip_r is not None and not clip_r > 0:
+            raise ValueError(f"clip_r must be > 0 or None, got {clip_r}")
+        if feature_scale is None and learn_scale:
+            raise ValueError("learn_scale=True needs an initial feature_scale")
+        if feature_scale is not None and not feature_scale > 0:
+            raise ValueError(f"feature_scale must be > 0 or None, got {feature_scale}")
+        self.curvature = c if isinstance(c, Curvature) else Curvature(float(c))
+        self.clip_r = clip_r
+        if feature_scale is None:
+            self.log_scale = None
+        elif learn_scale:
+            self.log_scale = nn.Parameter(torch.tensor(math.log(feature_scale)))
+        else:
+            self.register_buffer("log_scale", torch.tensor(math.log(feature_scale)))
+        self.stats: Dict[str, Tensor] = {}
+
+    @property
+    def c(self) -> Union[float, Tensor]:
+        """The curvature magnitude (a float when fixed, a 0-dim tensor when learnable)."""
+        return self.curvature()
+
+    def euclidean(self, x: Tensor) -> Tensor:  # pragma: no cover - abstract
+        """The Euclidean map :math:`g` before scaling (defined by subclasses)."""
+        raise NotImplementedError
+
+    def scale_and_clip(self, v: Tensor) -> Tensor:
+        """:math:`\operatorname{clip}_r(e^{\log s} v)` (each step only when configured)."""
+        if self.log_scale is not None:
+            v = v * self.log_scale.exp()
+        if self.clip_r is not None:
+            v = clip_features(v, self.clip_r)
+        return v
+
+    def to_ball(self, v: Tensor) -> Tensor:
+        """:math:`\exp_0^c(v)` for tangent vectors ``v``; records :attr:`stats` (detached tensors: no device sync)."""
+        c = self.curvature()
+        z = expmap0(v, c)
+        self.stats = ball_health_stats(v, z, c, self.clip_r, self.log_scale)
+        return z
+
+    def to_tangent(self, x: Tensor) -> Tensor:
+        """Euclidean (tangent-space at 0) features before expmap0: :math:`g`, scale, clipping."""
+        return self.scale_and_clip(self.euclidean(x))
+
+    def forward(self, x: Tensor) -> Tensor:
+        """Map (B, input) features to (B, output) points strictly inside the ball; records :attr:`stats`.
+
+        Raises ``ValueError`` for an empty batch and for NaN/Inf tangent features (named ``v``,
+        from :func:`~hcl_plugin.geometry.expmap0`).
+        """
+        check_nonempty(x, "x", type(self).__name__)
+        return self.to_ball(self.to_tangent(x))
+
+    def extra_repr(self) -> str:
+        return f"clip_r={self.clip_r}"
+
+
+class PoincareProjectionHead(BallProjection):
     r"""MLP → (optional learnable scale) → (optional feature clipping) → :math:`\exp_0^c` → project.
 
     The MLP is MoCo-v2's (Linear–ReLU–Linear, 2048-2048-128 in the official HCL code [1]). The
@@ -86,46 +168,13 @@ class PoincareProjectionHead(nn.Module):
         learn_scale: bool = False,
         batch_norm: bool = False,
     ) -> None:
-        super().__init__()
-        if clip_r is not None and not clip_r > 0:
-            raise ValueError(f"clip_r must be > 0 or None, got {clip_r}")
-        if feature_scale is None and learn_scale:
-            raise ValueError("learn_scale=True needs an initial feature_scale")
-        if feature_scale is not None and not feature_scale > 0:
-            raise ValueError(f"feature_scale must be > 0 or None, got {feature_scale}")
+        super().__init__(c, clip_r, feature_scale, learn_scale)
         layers = [nn.Linear(input_dim, hidden_dim, bias=not batch_norm)]
         if batch_norm:
             layers.append(nn.BatchNorm1d(hidden_dim))
         layers += [nn.ReLU(inplace=True), nn.Linear(hidden_dim, output_dim)]
         self.mlp = nn.Sequential(*layers)
-        self.curvature = c if isinstance(c, Curvature) else Curvature(float(c))
-        self.clip_r = clip_r
-        if feature_scale is None:
-            self.log_scale = None
-        elif learn_scale:
-            self.log_scale = nn.Parameter(torch.tensor(math.log(feature_scale)))
-        else:
-            self.register_buffer("log_scale", torch.tensor(math.log(feature_scale)))
-        self.stats: Dict[str, Tensor] = {}
 
-    def to_tangent(self, x: Tensor) -> Tensor:
-        """Euclidean (tangent-space at 0) features before expmap0: MLP, scale, clipping."""
-        v = self.mlp(x)
-        if self.log_scale is not None:
-            v = v * self.log_scale.exp()
-        if self.clip_r is not None:
-            v = clip_features(v, self.clip_r)
-        return v
-
-    def forward(self, x: Tensor) -> Tensor:
-        """Map (B, input_dim) features to (B, output_dim) points in the ball (float32 or float64).
-
-        Raises ``ValueError`` for an empty batch and for NaN/Inf tangent features (named ``v``,
-        from :func:`~hcl_plugin.geometry.expmap0`).
-        """
-        check_nonempty(x, "x", type(self).__name__)
-        v = self.to_tangent(x)
-        c = self.curvature()
-        z = expmap0(v, c)
-        self.stats = ball_health_stats(v, z, c, self.clip_r)  # tensors, not floats: no device sync
-        return z
+    def euclidean(self, x: Tensor) -> Tensor:
+        """MoCo-v2's projection MLP."""
+        return self.mlp(x)
