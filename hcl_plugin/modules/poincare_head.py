@@ -91,7 +91,7 @@ class BallProjection(nn.Module):
         raise NotImplementedError
 
     def scale_and_clip(self, v: Tensor) -> Tensor:
-        """:math:`\operatorname{clip}_r(e^{\log s} v)` (each step only when configured)."""
+        r""":math:`\operatorname{clip}_r(e^{\log s} v)` (each step only when configured)."""
         if self.log_scale is not None:
             v = v * self.log_scale.exp()
         if self.clip_r is not None:
@@ -99,7 +99,7 @@ class BallProjection(nn.Module):
         return v
 
     def to_ball(self, v: Tensor) -> Tensor:
-        """:math:`\exp_0^c(v)` for tangent vectors ``v``; records :attr:`stats` (detached tensors: no device sync)."""
+        r""":math:`\exp_0^c(v)` for tangent vectors ``v``; records :attr:`stats` (detached tensors: no device sync)."""
         c = self.curvature()
         z = expmap0(v, c)
         self.stats = ball_health_stats(v, z, c, self.clip_r, self.log_scale)
