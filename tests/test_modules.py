@@ -97,3 +97,36 @@ def test_bank_rejects_bad_keys():
     bad[0, 0] = float("nan")
     with pytest.raises(ValueError, match="keys contains 1 non-finite"):
         bank.enqueue(bad)
+
+
+def test_hyperbolic_bank_with_learnable_curvature_follows_c():
+    """A bank sharing a learnable Curvature stores tangent vectors and maps them with the current c."""
+    from hcl_plugin.geometry import Curvature, logmap0
+
+    torch.manual_seed(0)
+    curv = Curvature(0.05, learnable=True)
+    bank = HyperbolicMemoryBank(32, 8, c=curv, seed=1)
+    assert bank.stores_tangent and "curvature.log_c" in bank.state_dict()
+    keys = expmap0(torch.randn(5, 8, dtype=torch.float64) * 3, 0.05).float()
+    bank.enqueue(keys)
+    torch.testing.assert_close(bank.negatives()[:5], keys, atol=1e-5, rtol=1e-5)
+    with torch.no_grad():
+        curv.log_c += 3.0  # c grows 20x: the ball shrinks below the stored points' norms
+    negatives = bank.negatives()
+    c_now = float(curv().detach())
+    assert bool((negatives.norm(dim=1) < c_now ** -0.5).all())
+    torch.testing.assert_close(negatives[:5], expmap0(logmap0(keys, 0.05), c_now), atol=1e-5, rtol=1e-5)
+    # the gradient of a loss on the negatives reaches c (the keys themselves are detached)
+    negatives = bank.negatives()
+    assert not bank.bank.requires_grad
+    negatives.norm(dim=1).sum().backward()
+    assert curv.log_c.grad is not None and torch.isfinite(curv.log_c.grad)
+
+
+def test_hyperbolic_bank_fixed_curvature_object_matches_float():
+    from hcl_plugin.geometry import Curvature
+
+    a, b = HyperbolicMemoryBank(64, 8, c=0.05, seed=2), HyperbolicMemoryBank(64, 8, c=Curvature(0.05), seed=2)
+    assert not b.stores_tangent
+    torch.testing.assert_close(a.negatives(), b.negatives(), rtol=0, atol=0)
+    assert set(a.state_dict()) == set(b.state_dict()) == {"bank", "ptr"}

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import math
+from typing import Union
+
 import torch
 from torch import Tensor, nn
 
-from hcl_plugin.geometry import check_in_ball, expmap0
+from hcl_plugin.geometry import Curvature, check_in_ball, expmap0, logmap0
 from hcl_plugin.geometry.poincare import as_curvature, project_unchecked
 from hcl_plugin.utils import distributed
 from hcl_plugin.utils.checks import check_finite, check_floating, check_ndim, check_nonempty, check_positive
@@ -79,15 +81,23 @@ class MemoryBank(nn.Module):
 
 
 class HyperbolicMemoryBank(MemoryBank):
-    """A :class:`MemoryBank` of points on the Poincaré ball of curvature ``-c``.
+    r"""A :class:`MemoryBank` of points on the Poincaré ball of curvature ``-c``.
 
-    Initial keys are ``expmap0(g / sqrt(dim))`` for Gaussian ``g``: inside the ball at a hyperbolic
+    Initial keys are :math:`\exp_0^c(g/\sqrt{D})` for Gaussian ``g``: inside the ball at a hyperbolic
     distance of about 2 from the origin, unlike Lightly's random unit vectors, which lie outside a
-    ball of radius < 1. Enqueued keys must lie in the ball (``ValueError``
-    naming ``keys`` otherwise). They are cast to the bank's dtype and then projected
-    (:func:`~hcl_plugin.geometry.project`, the margin of the bank's dtype): a float64 key just inside
-    the ball can round onto the boundary in float32, and would then fail the loss's ball check on
-    every later step.
+    ball of radius < 1. Enqueued keys must lie in the ball (``ValueError`` naming ``keys`` otherwise).
+
+    ``c`` is a float or a :class:`~hcl_plugin.geometry.Curvature`, the same object the model's head and
+    loss use (pass it down, as geoopt passes its manifold objects):
+
+    * fixed curvature: the bank stores the points. Keys are cast to the bank's dtype and then
+      projected (:func:`~hcl_plugin.geometry.project`, the margin of the bank's dtype): a float64 key
+      just inside the ball can round onto the boundary in float32, and would then fail the loss's
+      ball check on every later step.
+    * learnable curvature: a stored point would leave the ball when ``c`` grows, so the bank stores
+      tangent vectors :math:`v = \log_0^{c_t}(k)` with the curvature :math:`c_t` of the step that
+      enqueued them, and :meth:`negatives` returns :math:`\exp_0^{c}(v)` with the current ``c``
+      (the keys are detached; the gradient reaches ``c``, as it does through the queries).
 
     Example:
         >>> bank = HyperbolicMemoryBank(size=1024, dim=128, c=0.05)
@@ -95,22 +105,43 @@ class HyperbolicMemoryBank(MemoryBank):
         >>> bank.enqueue(expmap0(torch.randn(32, 128), 0.05))  # ... then add this step's keys
     """
 
-    def __init__(self, size: int, dim: int, c: float = 0.05, seed: int = 0, gather_distributed: bool = True) -> None:
-        check_positive(c, "c")
-        self.c = float(c)  # fixed: stored keys would leave the ball if c changed under them
+    def __init__(self, size: int, dim: int, c: Union[float, Curvature] = 0.05, seed: int = 0,
+                 gather_distributed: bool = True) -> None:
+        if not isinstance(c, Curvature):
+            check_positive(c, "c")
+        self.stores_tangent = isinstance(c, Curvature) and c.learnable
+        self._initial_c = float(c.fixed_c) if isinstance(c, Curvature) else float(c)
         super().__init__(size, dim, seed=seed, gather_distributed=gather_distributed)
+        self.curvature = c if isinstance(c, Curvature) else Curvature(float(c))
+
+    @property
+    def c(self) -> Union[float, Tensor]:
+        """The current curvature magnitude (a float when fixed, a 0-dim tensor when learnable)."""
+        return self.curvature()
 
     def initial_keys(self, noise: Tensor) -> Tensor:
-        return expmap0(noise / math.sqrt(self.dim), self.c)
+        tangent = noise / math.sqrt(self.dim)
+        return tangent if self.stores_tangent else expmap0(tangent, self._initial_c)
 
     def validate_keys(self, keys: Tensor) -> None:
         super().validate_keys(keys)
         check_in_ball(keys, self.c, "keys")
 
     def prepare_keys(self, keys: Tensor) -> Tensor:
-        """Cast to the bank's dtype first, then :func:`~hcl_plugin.geometry.project` in that dtype."""
+        r"""Fixed ``c``: cast to the bank's dtype, then :func:`~hcl_plugin.geometry.project` in that dtype.
+        Learnable ``c``: :math:`\log_0^c` of the keys (in float32 or wider), cast to the bank's dtype."""
         keys = super().prepare_keys(keys)
+        if self.stores_tangent:
+            with torch.no_grad():
+                wide = keys if keys.dtype == torch.float64 else keys.float()
+                return logmap0(wide, self.c.detach()).to(self.bank.dtype)
         return project_unchecked(keys, as_curvature(self.c, keys))
 
+    def negatives(self) -> Tensor:
+        """A detached copy of the queue's points, shape (size, dim) (learnable ``c``: mapped with the current ``c``)."""
+        if self.stores_tangent:
+            return expmap0(self.bank.detach(), self.c)
+        return super().negatives()
+
     def extra_repr(self) -> str:
-        return f"{super().extra_repr()}, c={self.c}"
+        return f"{super().extra_repr()}, stores_tangent={self.stores_tangent}"
