@@ -1,4 +1,4 @@
-"""Time, peak memory and quality of ``hcl_plugin.cluster.hierarchical_labels`` at data-set scale.
+"""Time, peak memory and quality of ``hcl_plugin.uhml.hierarchical_labels`` at data-set scale.
 
 Data: N points in the Poincaré ball (c = 1) with a planted two-level hierarchy (``--coarse`` clusters,
 each split into ``--fine / --coarse`` sub-clusters, Gaussian noise), mapped with ``expmap0``. The
@@ -26,8 +26,8 @@ import numpy as np
 import torch
 from sklearn.metrics import adjusted_rand_score
 
-from hcl_plugin.cluster import default_num_centroids, hierarchical_labels
 from hcl_plugin.geometry import expmap0
+from hcl_plugin.uhml import default_num_centroids, hierarchical_labels
 from peak_memory import reset_peak, vm_kib  # benchmarks/peak_memory.py, beside this script
 
 C = 1.0

@@ -30,9 +30,9 @@ import time
 
 import torch
 
-from hcl_plugin.cluster import similarity_levels
 from hcl_plugin.geometry import expmap0
 from hcl_plugin.losses.hierarchical_log_ratio import HierarchicalLogRatioLoss
+from hcl_plugin.uhml import similarity_levels
 
 C, OMEGA = 1.0, 0.1
 

@@ -1,12 +1,13 @@
 """HCL vs its baseline under the same budget: pretrain, analyse, compare (issue 5, item 6).
 
-For each seed, ``lightly_examples/moco_hcl.py`` pretrains MoCo-v2 + HCL (λ = 0.1) and the MoCo-v2
-baseline (λ = 0) on the embedded scene set with identical data, architecture, schedule and step
-budget (``--steps``; ``--minutes`` caps each run's training time as a safeguard); ``hcl_plugin.eval.run_analysis`` then measures each checkpoint, and the same
-network at random initialisation is measured once per seed as the control. Prints a table of
-mean ± std over seeds and writes JSON.
+For each seed, :class:`hcl_plugin.lightly.models.MoCoHCL` (the model of ``lightly_examples/moco_hcl.py``,
+trained as that script does) pretrains MoCo-v2 + HCL (λ = 0.1) and the MoCo-v2 baseline (λ = 0) on
+the embedded scene set with identical data, architecture, schedule and step budget (``--steps``;
+``--minutes`` caps each run's training time as a safeguard); ``hcl_plugin.eval.run_analysis`` then
+measures each checkpoint, and the same network at random initialisation is measured once per seed
+as the control. Prints a table of mean ± std over seeds and writes JSON.
 
-    python benchmarks/hcl_vs_baseline.py                       # 3 seeds x 250 steps x 2 runs: ~32 min on 2 cores
+    python benchmarks/hcl_vs_baseline.py                       # 3 seeds x 250 steps x 2 runs
     python benchmarks/hcl_vs_baseline.py --seeds 0 --minutes 0.5 --out /tmp/smoke   # a smoke run
 """
 
@@ -22,12 +23,12 @@ from typing import Dict, List
 import torch
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(ROOT), str(ROOT / "lightly_examples")]
-
-import moco_hcl  # noqa: E402
+sys.path.insert(0, str(ROOT))  # run from a checkout without installing
 
 from hcl_plugin.checkpoints import safe_load  # noqa: E402
 from hcl_plugin.lightly.data import ensure_embedded_dataset  # noqa: E402
+from hcl_plugin.lightly.models import MoCoHCL  # noqa: E402
+from hcl_plugin.lightly.training import train  # noqa: E402
 
 METRICS = ["norm_spearman", "norm_pearson", "ooc_auroc", "ooc_ap", "linear_top1", "multilabel_map", "knn_top1"]
 RUNS = {"hcl": 0.1, "baseline": 0.0}
@@ -36,7 +37,7 @@ RUNS = {"hcl": 0.1, "baseline": 0.0}
 def pretrain(data: Path, out: Path, seed: int, lambda_hyp: float, minutes: float, steps: int) -> Path:
     final = out / "final.ckpt"
     if not final.exists():
-        moco_hcl.main(["--embedded-dir", str(data), "--image-size", "64", "--batch-size", "32", "--epochs", "1000",
+        train(MoCoHCL, ["--embedded-dir", str(data), "--image-size", "64", "--batch-size", "32", "--epochs", "1000",
                        "--max-minutes", str(minutes), "--max-steps", str(steps), "--memory-bank-size", "1024",
                        "--lambda-hyp", str(lambda_hyp), "--num-workers", "1", "--out", str(out), "--seed", str(seed),
                        "--checkpoint-every", "1000", "--no-progress-bar"])
@@ -48,7 +49,7 @@ def random_init(like: Path, out: Path, seed: int) -> Path:
     torch.manual_seed(seed)
     hparams = dict(checkpoint["hyper_parameters"])
     path = out / "random_init.ckpt"
-    torch.save({"state_dict": moco_hcl.MoCoHCL(**hparams).state_dict(), "hyper_parameters": hparams}, path)
+    torch.save({"state_dict": MoCoHCL(**hparams).state_dict(), "hyper_parameters": hparams}, path)
     return path
 
 

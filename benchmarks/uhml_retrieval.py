@@ -50,7 +50,8 @@ sys.path.insert(0, str(ROOT / "lightly_examples"))
 import uhml  # noqa: E402  (lightly_examples/uhml.py)
 
 from hcl_plugin.data.embedded.clipart import DEFAULT_CLIPART_RETRIEVAL_DIR, ensure_clipart_retrieval_set  # noqa: E402
-from hcl_plugin.eval import DEFAULT_KS, RetrievalImageFolder, recall_at_k  # noqa: E402
+from hcl_plugin.eval import DEFAULT_KS, recall_at_k  # noqa: E402
+from hcl_plugin.uhml import RetrievalImageFolder  # noqa: E402
 
 TRAINED_METHODS = ("uhml", "flat_kmeans", "euclidean")
 COMPARISONS = ("untrained", "flat_kmeans", "euclidean")

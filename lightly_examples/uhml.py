@@ -32,20 +32,21 @@ from torch.utils.data import DataLoader, Dataset
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
 
-from hcl_plugin.cluster import BalancedBatchSampler, UHMLEmbedding, similarity_levels  # noqa: E402
-from hcl_plugin.cluster.embedding import BACKBONES  # noqa: E402
 from hcl_plugin.data.embedded.retrieval import DEFAULT_EMBEDDED_RETRIEVAL_DIR, ensure_embedded_retrieval_set  # noqa: E402
-from hcl_plugin.eval import DEFAULT_KS, RetrievalImageFolder, recall_at_k  # noqa: E402
+from hcl_plugin.eval import DEFAULT_KS, recall_at_k  # noqa: E402
 from hcl_plugin.lightly.training import PRECISIONS, build_trainer  # noqa: E402
-from hcl_plugin.lightly.uhml_recluster import ReclusterCallback, embed_dataset  # noqa: E402
+from hcl_plugin.lightly.uhml_recluster import ReclusterCallback  # noqa: E402
 from hcl_plugin.losses import HierarchicalLogRatioLoss  # noqa: E402
+from hcl_plugin.uhml import BalancedBatchSampler, RetrievalImageFolder, UHMLEmbedding, similarity_levels  # noqa: E402
+from hcl_plugin.uhml.embedding import BACKBONES  # noqa: E402
+from hcl_plugin.uhml.recluster import embed_dataset  # noqa: E402
 
 IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 METRICS = ("cosine", "poincare")
 
 
 class UHML(pl.LightningModule):
-    """UHML: :class:`~hcl_plugin.cluster.UHMLEmbedding` trained with :class:`~hcl_plugin.losses.HierarchicalLogRatioLoss`.
+    """UHML: :class:`~hcl_plugin.uhml.UHMLEmbedding` trained with :class:`~hcl_plugin.losses.HierarchicalLogRatioLoss`.
 
     Batches are ``(images, class labels (unused), sample indices)``; the indices pick the columns of
     the stored pseudo-labels (:meth:`set_pseudo_labels`, set by

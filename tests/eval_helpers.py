@@ -23,6 +23,7 @@ def contract_hparams(**overrides: Any) -> Dict[str, Any]:
         "clip_r": None,
         "feature_scale": 0.25,
         "learn_scale": True,
+        "learn_c": False,
         "image_size": 32,
         "lambda_hyp": 0.1,
     }

@@ -1,4 +1,5 @@
-"""Helpers for the MMSelfSup tests: a tiny embedded data set, derived configs, a queue-dump hook."""
+"""Helpers for the MMSelfSup tests: a tiny embedded data set, derived configs, random view batches,
+the one-curvature check, a queue-dump hook."""
 
 from __future__ import annotations
 
@@ -48,6 +49,28 @@ def tiny_config(base: str, data_root: Path, work_dir: Path, max_iters: int = 4, 
     loader.dataset.data_root = str(data_root) + "/"
     loader.dataset.pipeline[1].update(min_box_size=12, expand_to=48)
     return cfg
+
+
+def random_views_batch(n: int, size: int, gen: torch.Generator, views: int = 4) -> dict:
+    """A collated batch of ``n`` samples of ``views`` random uint8 views (what the HCL pipelines make)."""
+    from mmselfsup.structures import SelfSupDataSample
+
+    inputs = [torch.randint(0, 256, (n, 3, size, size), dtype=torch.uint8, generator=gen) for _ in range(views)]
+    return {"inputs": inputs, "data_samples": [SelfSupDataSample() for _ in range(n)]}
+
+
+def assert_one_curvature(model: torch.nn.Module) -> None:
+    """The neck, its momentum copy, the head and the queue use the algorithm's curvature object, which
+    is registered once (``curvature``): one ``log_c`` parameter and one checkpoint key when learnable."""
+    shared = model.curvature
+    users = (model.hyp_neck.curvature, model.hyp_neck.head.curvature, model.hyp_neck_k.module.curvature,
+             model.hyp_head.curvature, model.hyp_head.loss.curvature, model.hyp_queue.curvature)
+    assert all(user is shared for user in users)
+    registered = [name for name, module in model.named_modules(remove_duplicate=False) if module is shared]
+    assert registered == ["curvature"]
+    expected = ["curvature.log_c"] if shared.learnable else []
+    assert [k for k in model.state_dict() if "curvature" in k] == expected
+    assert [n for n, _ in model.named_parameters(remove_duplicate=False) if "curvature" in n] == expected
 
 
 def write_tiny_config(path: Path, base: str, data_root: Path, work_dir: Path, **kwargs) -> Path:

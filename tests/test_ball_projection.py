@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from hcl_plugin.cluster import LinearBallProjection
+from hcl_plugin.uhml import LinearBallProjection
 from hcl_plugin.geometry import clip_features, expmap0
 from hcl_plugin.modules import BallProjection, PoincareProjectionHead
 
@@ -26,7 +26,7 @@ def test_both_heads_are_the_base_with_their_own_euclidean_map(gen):
 
 
 def test_uhml_embedding_runs_the_backbone_once_before_the_linear_map(gen):
-    from hcl_plugin.cluster import UHMLEmbedding
+    from hcl_plugin.uhml import UHMLEmbedding
 
     net = UHMLEmbedding("resnet18", dim=8, c=1.0).eval()
     images = torch.rand(2, 3, 32, 32, generator=gen)

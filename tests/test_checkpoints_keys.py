@@ -9,7 +9,7 @@ from hcl_plugin.checkpoints import BACKBONE_FEATURE_DIMS, KeyMismatchError, buil
 
 
 def test_every_strict_loader_raises_the_one_error_type():
-    from hcl_plugin.cluster.embedding import WeightsMismatchError
+    from hcl_plugin.uhml.embedding import WeightsMismatchError
     from hcl_plugin.eval.checkpoint import CheckpointMismatchError
 
     assert issubclass(CheckpointMismatchError, KeyMismatchError) and issubclass(WeightsMismatchError, KeyMismatchError)
@@ -52,7 +52,7 @@ def test_the_hyper_parameter_contract_is_defined_once():
 
     hp = ModelHyperParameters.from_mapping({**contract_hparams(), "extra": "ignored"})
     assert hp.to_dict() == {k: v for k, v in contract_hparams().items()}
-    assert set(REQUIRED_HYPER_PARAMETERS) | {"lambda_hyp"} == set(hp.to_dict())
+    assert set(REQUIRED_HYPER_PARAMETERS) | {"learn_c", "lambda_hyp"} == set(hp.to_dict())
     baseline = ModelHyperParameters.from_mapping({"backbone": "resnet18", "c": 0.05, "image_size": 64,
                                                   "proj_hidden_dim": 8, "proj_output_dim": 4}, hyperbolic_head=False)
     assert baseline.hyp_output_dim is None and baseline.lambda_hyp is None

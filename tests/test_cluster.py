@@ -1,4 +1,4 @@
-"""hcl_plugin.cluster: planted hierarchies recovered, nesting, similarity-level semantics, bad input."""
+"""hcl_plugin.uhml clustering: planted hierarchies recovered, nesting, similarity-level semantics, bad input."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import pytest
 import torch
 from sklearn.metrics import adjusted_rand_score
 
-from hcl_plugin.cluster import default_num_centroids, hierarchical_labels, similarity_levels
+from hcl_plugin.uhml import default_num_centroids, hierarchical_labels, similarity_levels
 from hcl_plugin.geometry import expmap0
 
 C = 1.0
@@ -190,7 +190,7 @@ def test_uhml_modules_import_no_training_framework():
 
     frameworks = ["lightly", "pytorch_lightning", "lightning", "mmcv", "mmengine", "mmselfsup", "mmdet"]
     code = (
-        "import sys, hcl_plugin.cluster, hcl_plugin.eval, hcl_plugin.losses.hierarchical_log_ratio\n"
+        "import sys, hcl_plugin.uhml, hcl_plugin.eval, hcl_plugin.losses.hierarchical_log_ratio\n"
         f"print(','.join(m for m in {frameworks!r} if m in sys.modules))\n"
     )
     out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True).stdout.strip()

@@ -196,7 +196,8 @@ def test_bad_image_files_name_the_file(tmp_path, content, message):
 
 def test_every_image_reader_of_the_package_is_the_one_loader():
     from hcl_plugin.data import proposals_file, scene_dataset
-    from hcl_plugin.eval import features, image_folder
+    from hcl_plugin.eval import features
+    from hcl_plugin.uhml import image_folder
 
     assert scene_dataset.load_rgb_image is image_io.load_rgb_image
     assert features.load_rgb_image is image_io.load_rgb_image

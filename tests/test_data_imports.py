@@ -18,7 +18,7 @@ def test_data_modules_import_no_training_framework():
         "for name in d.__all__: getattr(d, name)\n"
         "import hcl_plugin.data.embedded.scenes, hcl_plugin.data.proposals_file, hcl_plugin.data.scene_dataset\n"
         "import hcl_plugin.data.embedded.clipart, hcl_plugin.data.embedded.retrieval, hcl_plugin.data.box_sampler\n"
-        "import hcl_plugin.cluster.batch_sampler\n"
+        "import hcl_plugin.uhml.batch_sampler\n"
         "import hcl_plugin.data.embedded.scenes as s; s.build_synthetic_dataset\n"
         f"bad = [m for m in {FRAMEWORKS!r} if m in sys.modules]\n"
         "assert not bad, bad\n"
@@ -41,7 +41,7 @@ MOVED_MODULES = {
     "hcl_plugin.data.embedded_retrieval": ("hcl_plugin.data.embedded.retrieval", "ensure_embedded_retrieval_set"),
     "hcl_plugin.data.embedded_clipart": ("hcl_plugin.data.embedded.clipart", "build_clipart_retrieval_set"),
     "hcl_plugin.data.sampler": ("hcl_plugin.data.box_sampler", "SceneObjectSampler"),
-    "hcl_plugin.cluster.sampler": ("hcl_plugin.cluster.batch_sampler", "BalancedBatchSampler"),
+    "hcl_plugin.cluster.sampler": ("hcl_plugin.uhml.batch_sampler", "BalancedBatchSampler"),
 }
 
 

@@ -233,3 +233,36 @@ def test_real_lightning_checkpoint_loads_with_weights_only(tmp_path):
     for key, value in module.state_dict().items():
         assert torch.equal(model.state_dict()[key], value), key
     assert model.image_size == hp["image_size"]
+
+
+def test_model_and_checkpoint_io_are_separate_modules_with_the_old_names_kept():
+    """The model and its builder live in hcl_plugin.eval.model (no checkpoint I/O); every public name
+    stays importable from hcl_plugin.eval.checkpoint and hcl_plugin.eval."""
+    import ast
+    import inspect
+
+    import hcl_plugin.eval as eval_pkg
+    from hcl_plugin.eval import errors, model
+
+    for name in ("EuclideanProjectionHead", "EvalModel", "build_model"):
+        assert getattr(ckpt_module, name) is getattr(model, name)
+    for name in ("CheckpointFormatError", "CheckpointMismatchError"):
+        assert getattr(ckpt_module, name) is getattr(errors, name) is getattr(eval_pkg, name)
+    for name in ckpt_module.__all__:
+        assert hasattr(ckpt_module, name), name
+    assert eval_pkg.EvalModel is model.EvalModel and eval_pkg.load_checkpoint is ckpt_module.load_checkpoint
+    imported = set()
+    for node in ast.walk(ast.parse(inspect.getsource(model))):
+        if isinstance(node, ast.ImportFrom):
+            imported |= {f"{node.module}.{alias.name}" for alias in node.names}
+    assert not {name for name in imported if "eval.checkpoint" in name or "safe_load" in name}, imported
+
+
+def test_build_model_uses_the_project_resnet_builder(monkeypatch):
+    from hcl_plugin.eval import model as model_module
+
+    calls = []
+    real = model_module.build_resnet
+    monkeypatch.setattr(model_module, "build_resnet", lambda name: calls.append(name) or real(name))
+    built = ckpt_module.build_model(contract_hparams(), with_hyperbolic_head=False)
+    assert calls == ["resnet18"] and isinstance(built.backbone.fc, torch.nn.Identity)

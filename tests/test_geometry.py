@@ -261,3 +261,27 @@ def test_nan_input_is_named():
 def test_pairwise_shape_mismatch_prints_shapes():
     with pytest.raises(ValueError, match=r"\(4, 3\) and \(5, 2\)"):
         pairwise_dist(torch.zeros(4, 3), torch.zeros(5, 2), 0.05)
+
+
+def test_batched_value_checks_read_the_device_once_and_name_the_first_bad_input(gen):
+    from hcl_plugin.geometry.poincare import check_all_in_ball
+    from hcl_plugin.utils.checks import check_all_finite
+    from hcl_plugin.utils.sync_count import HostSyncCounter
+
+    good = ball_points(4, 3, 0.5, gen)
+    outside = torch.full((2, 3), 5.0, dtype=torch.float64)
+    nan = good.clone()
+    nan[1, 2] = float("nan")
+    with HostSyncCounter() as syncs:
+        check_all_in_ball([(good, "query"), (good, "positive"), (good, "negatives")], 0.5)
+        check_all_finite([(good, "query"), (good, "positive")])
+        check_all_in_ball([(good, "query")], torch.tensor(0.5, dtype=torch.float64))  # c checked in the same read
+    assert syncs.count == 3, syncs.report()
+    with pytest.raises(ValueError, match="positive has 2 point"):
+        check_all_in_ball([(good, "query"), (outside, "positive"), (nan, "negatives")], 0.5)
+    with pytest.raises(ValueError, match=r"negatives contains 1 non-finite value\(s\) \(NaN or Inf\), first at index \(1, 2\)"):
+        check_all_in_ball([(good, "query"), (nan, "negatives")], 0.5)
+    with pytest.raises(ValueError, match="b contains 1 non-finite"):
+        check_all_finite([(good, "a"), (nan, "b"), (nan, "c")])
+    with pytest.raises(ValueError, match="curvature c must be finite and > 0"):
+        check_all_in_ball([(good, "x")], torch.tensor(-1.0))

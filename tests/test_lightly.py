@@ -1,4 +1,4 @@
-"""Lightly adapters and the Lightning examples: conventions, training, resume, DDP, bf16, bad input."""
+"""Lightly adapters, the Lightning models and examples: conventions, one curvature, training, resume, DDP, bf16, bad input."""
 
 from __future__ import annotations
 
@@ -16,9 +16,13 @@ from lightly.models.utils import deactivate_requires_grad, update_momentum
 from PIL import Image
 from torch.utils.data import DataLoader, Dataset, default_collate
 
-from hcl_plugin.geometry import expmap0
+from hcl_plugin.checkpoints import ModelHyperParameters
+from hcl_plugin.geometry import Curvature, expmap0
 from hcl_plugin.lightly import HCLLoss, HCLTransform, HyperbolicNTXentLoss, PoincareProjectionHead, scene_dataset
-from hcl_plugin.losses import HyperbolicInfoNCELoss
+from hcl_plugin.lightly.models import DenseCLHCL, MoCoHCL, SimCLRHCL
+from hcl_plugin.lightly.training import build_parser, fit
+from hcl_plugin.losses import HCLLoss as CoreHCLLoss
+from hcl_plugin.losses import HyperbolicInfoNCELoss, InfoNCELoss
 from tests.data_helpers import animals_or_skip, write_coco
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -29,8 +33,13 @@ import moco_hcl  # noqa: E402
 import simclr_hcl  # noqa: E402
 
 EXAMPLES = {"moco": moco_hcl, "simclr": simclr_hcl, "densecl": densecl_hcl}
-MODULES = {"moco": moco_hcl.MoCoHCL, "simclr": simclr_hcl.SimCLRHCL, "densecl": densecl_hcl.DenseCLHCL}
+MODULES = {"moco": MoCoHCL, "simclr": SimCLRHCL, "densecl": DenseCLHCL}
 TINY = dict(image_size=32, proj_hidden_dim=64, proj_output_dim=16, hyp_hidden_dim=64, hyp_output_dim=16, feature_scale=0.25)
+VIEWS = ("object_view_1", "object_view_2", "hyperbolic_scene", "hyperbolic_object")
+
+
+def c_of(curvature: Curvature) -> float:
+    return float(torch.as_tensor(curvature()).detach())
 
 
 @pytest.fixture(scope="module")
@@ -119,6 +128,93 @@ def test_hcl_loss_baseline_skips_the_hyperbolic_branch(gen):
         HCLLoss(symmetric=True)(q, k, q, k)
 
 
+def test_lightly_hcl_loss_is_the_core_loss_plus_its_queues(gen):
+    q1, q2, k1, k2 = (torch.randn(4, 8, generator=gen) for _ in range(4))
+    scene, obj = (expmap0(torch.randn(4, 6, generator=gen), 0.05) for _ in range(2))
+    criterion = HCLLoss(lambda_hyp=0.3, memory_bank_size=(16, 8), hyp_memory_bank_size=(12, 6), symmetric=True)
+    core = criterion.objective
+    assert isinstance(core, CoreHCLLoss) and criterion.hyperbolic.loss is core.hyperbolic
+    euc_banks = [bank.negatives() for bank in criterion.euclidean_banks]
+    hyp_bank = criterion.hyperbolic.memory_bank.negatives()
+    loss, parts = criterion((q1.requires_grad_(), q2.requires_grad_()), (k1, k2), scene.requires_grad_(), obj,
+                            return_parts=True)
+    euc = 0.5 * (InfoNCELoss(0.2)(q1, k2, euc_banks[0]) + InfoNCELoss(0.2)(q2, k1, euc_banks[1]))
+    hyp = HyperbolicInfoNCELoss(0.2, 0.05)(scene, obj, hyp_bank)
+    torch.testing.assert_close(loss, euc + 0.3 * hyp)
+    torch.testing.assert_close(parts["loss_hyp"], hyp.detach())
+    # non-symmetric with in-batch negatives: exactly the core loss
+    plain = HCLLoss(lambda_hyp=0.3)
+    torch.testing.assert_close(plain(q1, k1, scene, obj), CoreHCLLoss(lambda_hyp=0.3)(q1, k1, scene, obj).loss)
+
+
+@pytest.mark.parametrize("learnable", [False, True])
+def test_lightly_losses_keep_the_curvature_object_they_are_given(learnable, gen):
+    curvature = Curvature(0.05, learnable=learnable)
+    criterion = HCLLoss(c=curvature, memory_bank_size=(8, 4))
+    ntxent = HyperbolicNTXentLoss(c=curvature, memory_bank_size=(8, 4))
+    for holder in (criterion, criterion.objective.hyperbolic, criterion.hyperbolic.memory_bank,
+                   ntxent, ntxent.loss, ntxent.memory_bank):
+        assert holder.curvature is curvature
+    assert ntxent.memory_bank.stores_tangent is learnable
+    z0, z1 = (expmap0(torch.randn(4, 4, generator=gen), 0.05) for _ in range(2))
+    loss = ntxent(z0.requires_grad_(), z1)
+    if learnable:  # the gradient reaches c through the queries and the queue's points
+        (grad,) = torch.autograd.grad(loss, [curvature.log_c])
+        assert torch.isfinite(grad) and grad != 0
+    # a float builds one Curvature, shared by the loss and its queue
+    floats = HyperbolicNTXentLoss(c=0.1, memory_bank_size=(8, 4))
+    assert floats.memory_bank.curvature is floats.loss.curvature and floats.curvature() == 0.1
+
+
+@pytest.mark.parametrize("name", sorted(MODULES))
+@pytest.mark.parametrize("learn_c", [False, True])
+def test_a_model_has_one_curvature_object(name, learn_c):
+    model = MODULES[name](**TINY, c=1.0, learn_c=learn_c)
+    holders = [m for m in model.modules() if isinstance(getattr(m, "curvature", None), Curvature)]
+    assert len(holders) >= 3  # the Poincaré head, the hyperbolic loss (and the queue, the momentum head)
+    assert all(m.curvature is model.curvature for m in holders)
+    # one hyper-parameter c: a head on c = 1 with a loss on c = 0.05 cannot be built
+    assert model.curvature.learnable is learn_c and c_of(model.curvature) == 1.0 and model.hparams.c == 1.0
+    assert sum(p is getattr(model.curvature, "log_c", None) for p in model.parameters()) == int(learn_c)  # stepped once
+
+
+def test_momentum_update_leaves_the_shared_curvature_alone():
+    model = MoCoHCL(**TINY, learn_c=True)
+    with torch.no_grad():
+        model.curvature.log_c.add_(0.1)
+    before = model.curvature.log_c.detach().clone()
+    model.momentum_update()
+    assert torch.equal(model.curvature.log_c.detach(), before)
+    assert model.curvature.log_c.requires_grad  # the momentum copy did not freeze it
+
+
+def test_models_are_built_from_the_example_command_line():
+    for name, model_class in MODULES.items():
+        args = build_parser(model_class).parse_args(["--learn-c", "--c", "0.1", "--proj-output-dim", "32"])
+        hp = model_class.HyperParameters.from_args(args)
+        assert hp.learn_c and hp.c == 0.1 and hp.hyp_output_dim == 32 and hp.feature_scale == pytest.approx(32 ** -0.5)
+        assert ModelHyperParameters.from_mapping(vars(hp)).c == 0.1  # the checkpoint contract
+        assert EXAMPLES[name].main is not None and getattr(EXAMPLES[name], model_class.__name__) is model_class
+    assert build_parser(DenseCLHCL).parse_args([]).dense_weight == 0.5
+    assert MoCoHCL.HyperParameters.from_args(build_parser(MoCoHCL).parse_args(["--memory-bank-size", "64"])).memory_bank_size == 64
+    with pytest.raises(TypeError, match="hyp_lambda"):
+        MoCoHCL(hyp_lambda=0.1)
+    with pytest.raises(ValueError, match="lambda_hyp must be finite and >= 0"):
+        SimCLRHCL(lambda_hyp=-1.0)
+
+
+def test_value_check_interval_flag_sets_the_interval_before_training(monkeypatch):
+    from hcl_plugin.lightly import training
+    from hcl_plugin.utils import checks
+
+    seen = []
+    monkeypatch.setattr(training, "fit", lambda model, args, callbacks=None: seen.append(checks.set_value_check_interval(1)))
+    training.train(MoCoHCL, ["--value-check-interval", "100", "--proj-output-dim", "16", "--proj-hidden-dim", "16"])
+    assert seen == [100]  # in force while the model trains (and reset here)
+    with pytest.raises(ValueError, match="value-check interval must be an integer >= 1, got 0"):
+        training.train(MoCoHCL, ["--value-check-interval", "0"])
+
+
 @pytest.mark.parametrize("image", [Image.new("L", (20, 14), 90), Image.new("RGBA", (128, 96), (10, 200, 30, 128)),
                                    Image.new("P", (8, 8)), Image.new("RGB", (3, 500), (5, 5, 5))])
 @pytest.mark.parametrize("boxes", [[], [[0, 0, 60, 40], [30, 20, 120, 90]]])
@@ -159,6 +255,43 @@ class RecordLoss(pl.Callback):
 
     def on_train_batch_end(self, trainer, module, outputs, batch, batch_idx):
         self.losses.append(float(outputs["loss"]))
+
+
+@pytest.mark.filterwarnings("ignore:.*LeafSpec.*")  # pytorch_lightning 2.6 vs torch 2.14, not ours
+def test_learnable_curvature_trains_is_shared_and_reloads(tmp_path, gen):
+    batch = {key: torch.randn(4, 3, 32, 32, generator=gen) for key in VIEWS}
+    pl.seed_everything(0)
+    model = MoCoHCL(**TINY, learn_c=True, memory_bank_size=16)
+    start = model.curvature.log_c.detach().clone()
+    trainer = pl.Trainer(max_steps=3, logger=False, enable_checkpointing=False, enable_progress_bar=False,
+                         enable_model_summary=False, accelerator="cpu", devices=1, default_root_dir=tmp_path)
+    trainer.fit(model, DataLoader(FixedBatch(batch, 3), batch_size=None))
+    assert model.curvature.log_c.detach() != start
+    curvature = model.curvature
+    for holder in (model.hyperbolic_head, model.hyperbolic_head_momentum, model.criterion, model.criterion.objective,
+                   model.criterion.hyperbolic.memory_bank):
+        assert holder.curvature is curvature
+    bank = model.criterion.hyperbolic.memory_bank
+    assert bank.stores_tangent and int(bank.ptr) == 12
+    no_decay = trainer.optimizers[0].param_groups[-1]
+    assert no_decay["weight_decay"] == 0 and no_decay["params"] == [curvature.log_c]
+
+    trainer.save_checkpoint(tmp_path / "learn_c.ckpt")
+    reloaded = MoCoHCL.load_from_checkpoint(tmp_path / "learn_c.ckpt", map_location="cpu")
+    assert reloaded.hparams.learn_c and reloaded.hparams.c == 0.05  # the initial value; the learnt one is log_c
+    assert c_of(reloaded.curvature) == c_of(curvature) != 0.05
+    for holder in (reloaded.hyperbolic_head, reloaded.hyperbolic_head_momentum, reloaded.criterion.hyperbolic.memory_bank):
+        assert holder.curvature is reloaded.curvature
+    for key, value in model.state_dict().items():
+        assert torch.equal(reloaded.state_dict()[key], value), key
+    negatives = reloaded.criterion.hyperbolic.memory_bank.negatives()  # the queue's points, on the learnt ball
+    assert bool((negatives.norm(dim=1) < reloaded.curvature().detach() ** -0.5).all())
+    # the analysis loads the same checkpoint and works on the learnt ball
+    from hcl_plugin.eval import load_checkpoint
+
+    analysed = load_checkpoint(tmp_path / "learn_c.ckpt")
+    assert analysed.c == pytest.approx(c_of(curvature), rel=1e-6) and analysed.c != 0.05
+    assert torch.equal(analysed.hyperbolic_head.curvature.log_c, curvature.log_c.detach())
 
 
 @pytest.mark.slow
@@ -206,14 +339,14 @@ class CaptureStart(pl.Callback):
 
 @pytest.mark.slow
 def test_resume_continues_at_the_right_step_with_the_same_queues(embedded, tmp_path):
-    args = moco_hcl.build_parser().parse_args(cli(embedded, tmp_path, "--max-steps", "4", "--checkpoint-every", "2",
-                                                  "--memory-bank-size", "64"))
+    args = build_parser(MoCoHCL).parse_args(cli(embedded, tmp_path, "--max-steps", "4", "--checkpoint-every", "2",
+                                                "--memory-bank-size", "64"))
     moco_hcl.main(cli(embedded, tmp_path, "--max-steps", "4", "--checkpoint-every", "2", "--memory-bank-size", "64"))
     saved = torch.load(tmp_path / "checkpoints" / "step2.ckpt", map_location="cpu", weights_only=False)
     args.resume, args.max_steps, args.out = tmp_path / "checkpoints" / "step2.ckpt", 4, tmp_path / "resumed"
     capture = CaptureStart()
-    module = moco_hcl.MoCoHCL(**moco_hcl.head_hparams(args), memory_bank_size=64)
-    trainer = moco_hcl.fit(module, args, callbacks=[capture])
+    module = MoCoHCL.from_args(args)
+    trainer = fit(module, args, callbacks=[capture])
     assert capture.step == 2 and trainer.global_step == 4
     torch.testing.assert_close(capture.bank, saved["state_dict"]["criterion.hyperbolic.memory_bank.bank"], rtol=0, atol=0)
     torch.testing.assert_close(capture.euc_bank, saved["state_dict"]["criterion.euclidean_banks.0.bank"], rtol=0, atol=0)
@@ -231,8 +364,9 @@ def test_bf16_training_runs_without_nan(embedded, tmp_path):
 
 DDP_DRIVER = textwrap.dedent('''
     import sys, torch, pytorch_lightning as pl
-    sys.path[:0] = [{root!r}, {examples!r}]
-    import moco_hcl
+    sys.path[:0] = [{root!r}]
+    from hcl_plugin.lightly.models import MoCoHCL
+    from hcl_plugin.lightly.training import build_parser, fit
 
     class SaveBanks(pl.Callback):
         def on_train_end(self, trainer, module):
@@ -240,17 +374,16 @@ DDP_DRIVER = textwrap.dedent('''
             banks["global_step"] = torch.tensor(trainer.global_step)
             torch.save(banks, {out!r} + f"/banks_rank{{trainer.global_rank}}.pt")
 
-    args = moco_hcl.build_parser().parse_args(sys.argv[1:])
+    args = build_parser(MoCoHCL).parse_args(sys.argv[1:])
     pl.seed_everything(0)
-    model = moco_hcl.MoCoHCL(**moco_hcl.head_hparams(args), memory_bank_size=args.memory_bank_size)
-    moco_hcl.fit(model, args, callbacks=[SaveBanks()])
+    fit(MoCoHCL.from_args(args), args, callbacks=[SaveBanks()])
 ''')
 
 
 @pytest.mark.slow
 def test_lightning_ddp_on_two_cpu_processes_keeps_the_banks_in_sync(embedded, tmp_path):
     driver = tmp_path / "ddp_driver.py"
-    driver.write_text(DDP_DRIVER.format(root=str(ROOT), examples=str(ROOT / "lightly_examples"), out=str(tmp_path)))
+    driver.write_text(DDP_DRIVER.format(root=str(ROOT), out=str(tmp_path)))
     args = cli(embedded, tmp_path / "run", "--max-steps", "3", "--memory-bank-size", "64", "--devices", "2",
                "--strategy", "ddp", "--accelerator", "cpu")
     done = subprocess.run([sys.executable, str(driver), *args], capture_output=True, text=True, timeout=600)

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from hcl_plugin.geometry import Curvature, expmap0
-from hcl_plugin.losses import HCLLoss, HyperbolicInfoNCELoss, InfoNCELoss
+from hcl_plugin.losses import HCLLoss, HyperbolicInfoNCELoss, InfoNCELoss, combine_hcl
 from hcl_plugin.losses.poincare_logsumexp import PoincareNegativeLogSumExp, augment_key, augment_query
 from tests.conftest import ball_points
 from tests.references import (
@@ -149,6 +149,23 @@ def test_hcl_loss_combines_parts(gen):
     torch.testing.assert_close(out.loss_hyp, hyp)
     torch.testing.assert_close(out.loss, euc + 0.3 * hyp)
     assert not out.loss_euc.requires_grad and not out.loss_hyp.requires_grad
+
+
+def test_hcl_loss_baseline_and_curvature(gen):
+    q, k = torch.randn(8, 16, generator=gen), torch.randn(8, 16, generator=gen)
+    scene, obj = expmap0(torch.randn(8, 16, generator=gen), C), expmap0(torch.randn(8, 16, generator=gen), C)
+    baseline = HCLLoss(lambda_hyp=0.0)(q, k)  # the hyperbolic term is skipped
+    torch.testing.assert_close(baseline.loss, InfoNCELoss(TAU)(q, k))
+    assert baseline.loss_hyp == 0
+    given = HCLLoss(lambda_hyp=0.0)(q, k, scene, obj)  # ... and computed (for logging) when given
+    torch.testing.assert_close(given.loss_hyp, HyperbolicInfoNCELoss(TAU, C)(scene, obj))
+    torch.testing.assert_close(given.loss, baseline.loss)
+    with pytest.raises(ValueError, match="lambda_hyp > 0 needs scene_query and object_key_hyp"):
+        HCLLoss()(q, k, scene)
+    curvature = Curvature(C, learnable=True)
+    loss = HCLLoss(c=curvature)
+    assert loss.curvature is curvature and loss.hyperbolic.curvature is curvature
+    torch.testing.assert_close(combine_hcl(torch.tensor(1.0), torch.tensor(2.0), 0.5).loss, torch.tensor(2.0))
 
 
 def test_hyperbolic_loss_separates_a_scene_from_its_object_over_training(gen):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import math
 import pickle
+import warnings
 from pathlib import Path
 
 import pytest
@@ -23,7 +24,7 @@ from hcl_plugin.mmselfsup.backbone_checkpoint import BackboneNotFoundError, extr
 from hcl_plugin.mmengine_support.checkpoint_loading import UnsafeCheckpointError, history_buffer_getattr
 from hcl_plugin.mmselfsup.hooks import hyp_lambda_at
 from hcl_plugin.mmselfsup.transforms import crop_box
-from tests.mmselfsup_helpers import ROOT, build_embedded, tiny_config
+from tests.mmselfsup_helpers import ROOT, assert_one_curvature, build_embedded, random_views_batch, tiny_config
 
 PRETRAIN_CONFIGS = sorted(p for p in (ROOT / "mmconfigs").rglob("*.py")
                           if "_base_" not in p.parts and "mmdet" not in p.parts and "uhml" not in p.name)
@@ -73,16 +74,46 @@ def test_every_pretraining_config_loads_and_its_model_and_pipeline_build(path):
     multiview = pipeline.transforms[2]
     assert multiview.hyperbolic_views == hcl  # the baselines see the same object crops, no scene views
     if hcl:
-        assert model.hyp_neck.c == model.hyp_head.c == cfg.hyp_c
+        assert cfg.model.curvature == dict(c=0.05, learnable=False)
+        assert "c" not in cfg.model.hyp_neck and "c" not in cfg.model.hyp_head  # one entry: model.curvature
+        assert_one_curvature(model)
         expected = (0.1, 0.05, 0.2, 65536) if "tiny" not in path.parts else (0.1, 0.05, 0.2, 4096)
-        assert (model.hyp_lambda, model.hyp_neck.c, model.hyp_head.temperature, model.hyp_queue.size) == expected
+        assert (model.lambda_hyp, model.hyp_neck.c, model.hyp_head.temperature, model.hyp_queue.size) == expected
+        assert model.hyp_neck.c == model.hyp_head.c == model.hyp_queue.c
+    else:
+        assert not hasattr(model, "hyp_neck")
+
+
+def test_tiny_schedule_derives_the_cosine_length_from_max_iters():
+    cfg = Config.fromfile(str(ROOT / "mmconfigs/tiny/densecl_hcl_synthetic.py"))
+    scheduler = cfg.param_scheduler[0]
+    assert cfg.train_cfg.max_iters == scheduler.T_max == scheduler.end == cfg.max_iters == 300
+
+
+def test_synthetic_pipelines_are_the_coco_ones_at_64_px():
+    coco = Config.fromfile(str(ROOT / "mmconfigs/_base_/datasets/coco_hcl-scenes.py"))
+    synthetic = Config.fromfile(str(ROOT / "mmconfigs/_base_/datasets/synthetic_hcl-scenes.py"))
+    sizes = {"RandomResizedCrop": "size", "Resize": "scale"}
+
+    def without_sizes(views):
+        return [{k: v for k, v in step.items() if k != sizes.get(step["type"])} for step in views]
+
+    for name in ("train_pipeline", "baseline_pipeline"):
+        coco_views, synthetic_views = coco[name][2], synthetic[name][2]
+        assert coco_views.hyperbolic_views == (name == "train_pipeline") == synthetic_views.hyperbolic_views
+        for key in ("object_transforms", "scene_transforms"):
+            assert without_sizes(coco_views[key]) == without_sizes(synthetic_views[key])
+        assert synthetic_views.object_transforms[0].size == 64 and coco_views.object_transforms[0].size == 224
+        assert tuple(synthetic_views.scene_transforms[0].scale) == (64, 64)
+        assert synthetic[name][1] == dict(coco[name][1], min_box_size=24, expand_to=96)
+    assert synthetic.train_dataloader.dataset.pipeline == synthetic.train_pipeline
 
 
 def test_mismatched_curvatures_are_rejected():
     cfg = Config.fromfile(str(ROOT / "mmconfigs/tiny/mocov2_hcl_synthetic.py"))
     cfg.model.hyp_head.c = 0.1
     _, MODELS = _registries()
-    with pytest.raises(ValueError, match="hyp_neck.c = 0.05 and hyp_head.c = 0.1"):
+    with pytest.raises(ValueError, match=r"model\.hyp_head\.c = 0\.1 differs from model\.curvature \(c = 0\.05\)"):
         MODELS.build(cfg.model)
 
 
@@ -206,8 +237,138 @@ def test_hyperbolic_branch_is_the_core_loss_on_scene_queries_and_object_keys(emb
     c, tau = model.hyp_neck.c, model.hyp_head.temperature
     logits = torch.cat([-dist(q, k, c)[:, None], -dist(q[:, None], queue[None], c)], dim=1).double() / tau
     expected = torch.nn.functional.cross_entropy(logits, torch.zeros(4, dtype=torch.long))
-    assert float(losses["loss_hyp"]) == pytest.approx(model.hyp_lambda * float(expected), rel=1e-4)
+    assert float(losses["loss_hyp"]) == pytest.approx(model.lambda_hyp * float(expected), rel=1e-4)
     assert torch.equal(model.hyp_queue.bank[:4], k)  # the step's keys were enqueued
+
+
+# ------------------------------------------------------------ curvature ownership, λ, deprecated names
+
+
+def _tiny_model(base: str = "mocov2_hcl_synthetic.py", **overrides):
+    """The model config of ``mmconfigs/tiny/<base>`` with a 64-key queue and ``overrides``."""
+    cfg = Config.fromfile(str(ROOT / "mmconfigs/tiny" / base)).model
+    cfg.queue_len = 64
+    cfg.update(overrides)
+    return cfg
+
+
+def _groups_holding(optim, param) -> list:
+    return [group for group in optim.optimizer.param_groups for p in group["params"] if p is param]
+
+
+@pytest.mark.parametrize("base", ["mocov2_hcl_synthetic.py", "densecl_hcl_synthetic.py"])
+def test_a_learnable_curvature_is_one_parameter_that_mmengine_trains(base, gen):
+    _, MODELS = _registries()
+    model = MODELS.build(_tiny_model(base, curvature=dict(c=0.05, learnable=True)))
+    assert_one_curvature(model)
+    assert model.hyp_queue.stores_tangent  # the queue keeps tangent vectors: its points follow c
+    log_c = model.curvature.log_c
+    assert all(p is not log_c for p in model.hyp_neck_k.avg_parameters.values())  # read, not averaged
+    optim = build_optim_wrapper(model, dict(optimizer=dict(type="SGD", lr=0.5, momentum=0.9)))
+    assert len(_groups_holding(optim, log_c)) == 1
+    start = float(log_c)
+    batch = random_views_batch(4, 32, gen)
+    for _ in range(3):
+        log = model.train_step(copy.deepcopy(batch), optim)
+        assert math.isfinite(float(log["loss_hyp"])) and float(log["hyp_c"]) > 0
+    assert float(log_c) != start
+    c = math.exp(float(log_c))
+    for user in (model.hyp_neck, model.hyp_neck_k.module, model.hyp_head, model.hyp_queue):
+        assert float(user.c) == pytest.approx(c, rel=1e-6)
+    assert_one_curvature(model)
+
+
+def test_a_paramwise_config_sees_log_c_once_and_can_spare_it_weight_decay():
+    _, MODELS = _registries()
+    model = MODELS.build(_tiny_model(curvature=dict(c=0.05, learnable=True)))
+    optim = build_optim_wrapper(model, dict(
+        optimizer=dict(type="SGD", lr=0.1, weight_decay=1e-4),
+        paramwise_cfg=dict(norm_decay_mult=0.0, custom_keys={"curvature": dict(decay_mult=0.0)})))
+    groups = _groups_holding(optim, model.curvature.log_c)
+    assert len(groups) == 1 and groups[0]["weight_decay"] == 0.0
+
+
+def test_a_learnable_curvature_is_saved_and_reloaded(tmp_path, gen):
+    from mmengine.runner import load_checkpoint
+
+    _, MODELS = _registries()
+    cfg = _tiny_model(curvature=dict(c=0.05, learnable=True))
+    model = MODELS.build(cfg)
+    with torch.no_grad():
+        model.curvature.log_c.fill_(math.log(0.08))
+    model.hyp_queue.enqueue(model.hyp_queue.negatives()[:4].detach() * 0.5)
+    path = tmp_path / "iter_1.pth"
+    torch.save({"meta": {}, "state_dict": model.state_dict()}, path)
+    fresh = MODELS.build(cfg)
+    load_checkpoint(fresh, str(path), strict=True)
+    assert float(fresh.curvature()) == pytest.approx(0.08)
+    c = float(fresh.curvature())
+    assert float(fresh.hyp_head.c) == float(fresh.hyp_neck_k.module.c) == float(fresh.hyp_queue.c) == c
+    assert torch.allclose(fresh.hyp_queue.negatives(), model.hyp_queue.negatives())
+    assert_one_curvature(fresh)
+
+
+def test_curvature_config_forms_and_errors():
+    from hcl_plugin.mmselfsup import HyperbolicContrastiveHead, PoincareNeck
+
+    _, MODELS = _registries()
+    fixed = MODELS.build(_tiny_model(curvature=0.2))  # a plain number: a fixed c
+    assert fixed.hyp_neck.c == fixed.hyp_head.c == fixed.hyp_queue.c == 0.2 and not fixed.curvature.learnable
+    with pytest.raises(ValueError, match=r"unknown key\(s\) \['learn'\]"):
+        MODELS.build(_tiny_model(curvature=dict(c=0.05, learn=True)))
+    with pytest.raises(ValueError, match="HCLMoCoV2: curvature=-1.0: c must be finite and > 0"):
+        MODELS.build(_tiny_model(curvature=-1.0))
+    with pytest.raises(TypeError, match="curvature must be a number"):
+        MODELS.build(_tiny_model(curvature="0.05"))
+    equal = _tiny_model()
+    equal.hyp_neck.c = 0.05  # the same value as model.curvature: accepted, no warning
+    with warnings.catch_warnings():
+        warnings.filterwarnings("error", message=".*curvature.*", category=DeprecationWarning)
+        assert_one_curvature(MODELS.build(equal))
+    # standalone, the neck and the head keep their own c
+    assert PoincareNeck(8, 8, 4, c=0.2).c == HyperbolicContrastiveHead(c=0.2).c == 0.2
+    with pytest.raises(ValueError, match="c must be finite and > 0"):
+        PoincareNeck(8, 8, 4, c=0.0)
+
+
+@pytest.mark.parametrize("keys", [("hyp_neck",), ("hyp_neck", "hyp_head")])
+def test_configs_with_c_in_the_neck_still_build_with_one_curvature(keys):
+    _, MODELS = _registries()
+    cfg = _tiny_model()
+    cfg.pop("curvature")
+    for key in keys:
+        cfg[key].c = 0.1
+    with pytest.warns(DeprecationWarning, match=r"set model\.curvature=dict\(c=0\.1, learnable=False\)"):
+        model = MODELS.build(cfg)
+    assert_one_curvature(model)
+    assert model.hyp_neck.c == model.hyp_neck_k.module.c == model.hyp_head.c == model.hyp_queue.c == 0.1
+    cfg.hyp_head.c = 0.2
+    with pytest.raises(ValueError, match=r"model\.hyp_neck\.c = 0\.1 and model\.hyp_head\.c = 0\.2 differ"):
+        MODELS.build(cfg)
+    cfg.hyp_neck.pop("c"), cfg.hyp_head.pop("c")
+    with warnings.catch_warnings():
+        warnings.filterwarnings("error", message=".*curvature.*", category=DeprecationWarning)
+        assert MODELS.build(cfg).curvature() == 0.05  # no c anywhere: the official 0.05
+
+
+def test_hyp_lambda_is_a_deprecated_alias_of_lambda_hyp():
+    _, MODELS = _registries()
+    cfg = _tiny_model()
+    cfg.pop("lambda_hyp")
+    cfg.hyp_lambda = 0.3
+    with pytest.warns(DeprecationWarning, match=r"model\.hyp_lambda is deprecated .* use model\.lambda_hyp=0\.3"):
+        model = MODELS.build(cfg)
+    assert model.lambda_hyp == 0.3
+    with pytest.warns(DeprecationWarning, match="use lambda_hyp"):
+        assert model.hyp_lambda == 0.3
+    with pytest.warns(DeprecationWarning, match="use lambda_hyp"):
+        model.hyp_lambda = 0.05  # what hooks written for hyp_lambda do
+    assert model.lambda_hyp == 0.05
+    cfg.lambda_hyp = 0.1
+    with pytest.raises(ValueError, match="both lambda_hyp=0.1 and its deprecated alias hyp_lambda=0.3"):
+        MODELS.build(cfg)
+    with pytest.raises(ValueError, match="lambda_hyp must be finite and >= 0, got -0.1"):
+        MODELS.build(_tiny_model(lambda_hyp=-0.1))
 
 
 def test_lambda_warmup_schedule():
@@ -296,14 +457,20 @@ def test_extracted_resnet50_backbone_loads_strictly_into_mmdetection_and_torchvi
     assert not result.missing_keys and not result.unexpected_keys
 
 
-@pytest.mark.parametrize("base", ["densecl_hcl_synthetic.py", "mocov2_synthetic.py"])
-def test_mmselfsup_checkpoints_load_for_the_analysis(base, tmp_path, gen):
+@pytest.mark.parametrize("base, learnable", [("densecl_hcl_synthetic.py", False), ("densecl_hcl_synthetic.py", True),
+                                             ("mocov2_synthetic.py", False)])
+def test_mmselfsup_checkpoints_load_for_the_analysis(base, learnable, tmp_path, gen):
     """hcl_plugin.eval reads an MMEngine checkpoint (message hub included) into the same network."""
     from hcl_plugin.eval import load_checkpoint
 
     cfg = Config.fromfile(str(ROOT / "mmconfigs/tiny" / base))
+    if learnable:
+        cfg.model.curvature = dict(c=0.05, learnable=True)
     _, MODELS = _registries()
     model = MODELS.build(cfg.model).eval()
+    if learnable:
+        with torch.no_grad():
+            model.curvature.log_c.fill_(math.log(0.08))  # the analysis uses the learned c
     buffer = HistoryBuffer()
     buffer.update(2.0)
     path = tmp_path / "iter_300.pth"
@@ -311,6 +478,8 @@ def test_mmselfsup_checkpoints_load_for_the_analysis(base, tmp_path, gen):
                 "message_hub": {"log_scalars": {"train/loss": buffer}}}, path)
     loaded = load_checkpoint(str(path))
     assert loaded.hyper_parameters["checkpoint_format"] == "mmselfsup"
+    if "_hcl_" in base:
+        assert loaded.c == pytest.approx(float(model.curvature())) and loaded.hyper_parameters["lambda_hyp"] == 0.1
     assert loaded.image_size == 64 and loaded.hyper_parameters["backbone"] == "resnet18"
     images = torch.rand(3, 3, 64, 64, generator=gen)
     out = loaded.embed(images)

@@ -1,4 +1,5 @@
-"""End-to-end MMSelfSup training on CPU: tools/train.py, resume, tools/dist_train.sh (gloo), λ warm-up."""
+"""End-to-end MMSelfSup training on CPU: tools/train.py, resume, tools/dist_train.sh (gloo), λ warm-up,
+a learnable curvature."""
 
 from __future__ import annotations
 
@@ -50,11 +51,13 @@ def test_tools_train_runs_the_tiny_config_and_logs_loss_hyp(base, embedded, tmp_
 
 
 class _Snapshot(Hook):
-    """Records the iteration and the queues when training (re)starts."""
+    """Records the iteration, the queues and log c (when learnable) when training (re)starts."""
 
     def before_train(self, runner) -> None:
         self.iter = runner.iter
-        self.queues = {k: v.clone() for k, v in runner.model.state_dict().items() if k in QUEUE_KEYS}
+        state = runner.model.state_dict()
+        self.queues = {k: v.clone() for k, v in state.items() if k in QUEUE_KEYS}
+        self.log_c = float(state["curvature.log_c"]) if "curvature.log_c" in state else None
 
 
 def test_resume_continues_at_the_right_iteration_with_identical_queues(embedded, tmp_path):
@@ -122,3 +125,28 @@ def test_lambda_warmup_hook_ramps_lambda_in_a_run(embedded, tmp_path):
     rows = [r for r in read_scalars(tmp_path) if "loss" in r]
     assert [r["hyp_lambda"] for r in rows] == pytest.approx([0.0, 0.05, 0.1, 0.1])
     assert rows[0]["loss_hyp"] == 0.0 and rows[-1]["loss_hyp"] > 0
+
+
+def test_a_learnable_curvature_trains_and_resumes_in_a_run(embedded, tmp_path):
+    """model.curvature=dict(learnable=True) from a config: one log c, trained, logged, saved, resumed."""
+
+    def learnable(work: Path, max_iters: int):
+        cfg = tiny_config("mocov2_hcl_synthetic.py", embedded, work, max_iters=max_iters, checkpoint_interval=2)
+        cfg.model.curvature = dict(c=0.05, learnable=True)
+        cfg.optim_wrapper.paramwise_cfg = dict(custom_keys={"curvature": dict(decay_mult=0.0)})
+        return cfg
+
+    Runner.from_cfg(learnable(tmp_path / "a", 2)).train()
+    rows = [r for r in read_scalars(tmp_path / "a") if "loss" in r]
+    assert len(rows) == 2 and all(math.isfinite(r["hyp_c"]) for r in rows)
+    saved = CheckpointLoader.load_checkpoint(str(tmp_path / "a" / "iter_2.pth"))["state_dict"]
+    assert [k for k in saved if "curvature" in k] == ["curvature.log_c"]
+    assert float(saved["curvature.log_c"]) != pytest.approx(math.log(0.05), abs=1e-9)
+
+    resumed = learnable(tmp_path / "b", 3)
+    resumed.resume, resumed.load_from = True, str(tmp_path / "a" / "iter_2.pth")
+    runner = Runner.from_cfg(resumed)
+    snapshot = _Snapshot()
+    runner.register_hook(snapshot)
+    runner.train()
+    assert snapshot.iter == 2 and snapshot.log_c == float(saved["curvature.log_c"])

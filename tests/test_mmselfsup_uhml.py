@@ -1,4 +1,4 @@
-"""UHML on MMEngine / MMSelfSup (hcl_plugin.mmselfsup.uhml): configs, a real Runner run, resume, 2 ranks, errors.
+"""UHML on MMEngine / MMSelfSup (hcl_plugin.mmselfsup: uhml_model, datasets, samplers, hooks): configs, a real Runner run, resume, 2 ranks, errors.
 
 The end-to-end runs use a tiny image tree written with PIL into a temporary folder (4 classes x 8
 images; the training half is 2 classes = 16 images), so no downloaded data is needed.
@@ -109,7 +109,7 @@ def image_tree(tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def tiny_run(image_tree, tmp_path_factory):
     """One real 2-epoch Runner run (re-clustering every epoch); returns (runner, work_dir)."""
-    import hcl_plugin.mmselfsup.uhml  # noqa: F401
+    import hcl_plugin.mmselfsup  # noqa: F401
     from mmengine.runner import Runner
 
     work_dir = tmp_path_factory.mktemp("uhml_work")
@@ -122,12 +122,14 @@ def tiny_run(image_tree, tmp_path_factory):
 
 
 def test_configs_load_and_build(image_tree):
-    import hcl_plugin.mmselfsup.uhml  # noqa: F401
+    import hcl_plugin.mmselfsup  # noqa: F401
     from mmengine.registry import init_default_scope
     from mmengine.runner import Runner
     from mmselfsup.registry import HOOKS, MODELS
 
-    from hcl_plugin.mmselfsup.uhml import UHML, UHMLBalancedBatchSampler, UHMLReclusterHook
+    from hcl_plugin.mmselfsup.hooks import UHMLReclusterHook
+    from hcl_plugin.mmselfsup.samplers import UHMLBalancedBatchSampler
+    from hcl_plugin.mmselfsup.uhml_model import UHML
 
     init_default_scope("mmselfsup")
     cub = Config.fromfile(str(CUB))
@@ -234,7 +236,7 @@ def test_fewer_samples_than_clusters_is_a_clear_error(image_tree, tmp_path):
 
 
 def test_loss_without_dataset_index_or_labels_is_a_clear_error():
-    import hcl_plugin.mmselfsup.uhml  # noqa: F401
+    import hcl_plugin.mmselfsup  # noqa: F401
     from mmengine.registry import init_default_scope
     from mmselfsup.registry import MODELS
     from mmselfsup.structures import SelfSupDataSample
@@ -260,7 +262,8 @@ def test_loss_without_dataset_index_or_labels_is_a_clear_error():
 def test_bad_hook_and_sampler_arguments():
     from mmengine.dataset import DefaultSampler
 
-    from hcl_plugin.mmselfsup.uhml import UHMLBalancedBatchSampler, UHMLReclusterHook
+    from hcl_plugin.mmselfsup.hooks import UHMLReclusterHook
+    from hcl_plugin.mmselfsup.samplers import UHMLBalancedBatchSampler
 
     with pytest.raises(ValueError, match="exactly one of n_clusters"):
         UHMLReclusterHook(embed_pipeline=[])

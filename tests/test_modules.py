@@ -80,6 +80,29 @@ def test_bank_wraps_around_for_any_batch_size(batch, gen):
         assert int(bank.ptr) == ptr
 
 
+def test_bank_pointer_lives_on_the_host_and_is_reread_after_loading(gen):
+    """enqueue reads the host-side copy of ptr (no device read); load_state_dict refreshes it."""
+    from hcl_plugin.utils.sync_count import HostSyncCounter
+
+    bank = MemoryBank(10, 4, gather_distributed=False)
+    with HostSyncCounter() as syncs:
+        bank.enqueue(torch.randn(3, 4, generator=gen))
+    assert [r.kind for r in syncs.records] == ["Tensor.__bool__"]  # the NaN/Inf check of the keys, nothing else
+    assert bank.host_ptr == int(bank.ptr) == 3
+    saved = {k: v.clone() for k, v in bank.state_dict().items()}
+    bank.enqueue(torch.randn(5, 4, generator=gen))
+    assert bank.host_ptr == int(bank.ptr) == 8
+    restored = MemoryBank(10, 4, gather_distributed=False)
+    restored.load_state_dict(saved)
+    assert restored.host_ptr == 3
+    keys = torch.randn(9, 4, generator=gen)  # wraps around from the restored position
+    restored.enqueue(keys)
+    assert torch.equal(restored.bank[3:10], keys[:7]) and torch.equal(restored.bank[:2], keys[7:])
+    assert restored.host_ptr == int(restored.ptr) == 2
+    restored.set_pointer(13)
+    assert restored.host_ptr == int(restored.ptr) == 3
+
+
 def test_negatives_are_a_detached_copy():
     bank = HyperbolicMemoryBank(16, 4)
     neg = bank.negatives()

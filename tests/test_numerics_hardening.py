@@ -151,7 +151,10 @@ def test_near_pairs_are_recomputed_and_far_pairs_are_not(flags_per_call, gen, mo
     c = torch.tensor(C)
     _, near = PoincareNegativeLogSumExp.apply(augment_query(q, c), augment_key(k, c), 2 / (TAU * C**0.5),
                                               None, 22, None, near_ratio(torch.float32))  # 2-row blocks
-    assert sorted(near.tolist()) == [i * k.shape[0] + i for i in range(3)]  # (i, i) for the 3 perturbed copies
+    listed = near[near >= 0]  # the device path pads its fixed-size list with -1
+    assert sorted(listed.tolist()) == [i * k.shape[0] + i for i in range(3)]  # (i, i) for the 3 perturbed copies
+    if flags_per_call:
+        assert near.numel() == lse_module.near_capacity(q.shape[0], k.shape[0])
 
 
 @pytest.mark.parametrize("mode", ["queue", "in_batch"])
@@ -167,6 +170,35 @@ def test_the_accelerator_flag_path_gives_the_same_result(mode, gen, monkeypatch)
     assert torch.equal(per_block, per_call)
     for a, b in zip(g_block, g_call):
         assert torch.equal(a, b)
+
+
+@pytest.mark.parametrize("capacity_per_row", [0, 1, 2])
+def test_device_path_beyond_its_capacity_keeps_the_product_value_of_the_rows_that_do_not_fit(
+        capacity_per_row, gen, monkeypatch):
+    """Device path, more near pairs than it recomputes: the rows that fit match the CPU path, the later
+    rows get the matrix-product value of all their pairs (finite), and nothing reads the device."""
+    from hcl_plugin.utils.sync_count import HostSyncCounter
+
+    q = ball_points(6, 8, C, gen)
+    k = torch.cat([q + 1e-9, q - 1e-9, ball_points(4, 8, C, gen)])  # every row has 2 near negatives
+    c = torch.tensor(C, dtype=torch.float64)
+    monkeypatch.setattr(lse_module, "MIN_BLOCK_ROWS", 2)
+    monkeypatch.setattr(lse_module, "MIN_NEAR_CHUNK", 1)
+    monkeypatch.setattr(lse_module, "NEAR_CAPACITY_PER_ROW", capacity_per_row)
+    exact = poincare_negative_logsumexp(q, k, c, TAU, block_elements=1)  # the CPU path: no capacity
+    monkeypatch.setattr(lse_module, "keep_near_flags", lambda device: True)
+    workspace = lse_module.BlockWorkspace()
+    qq = q.clone().requires_grad_()
+    with HostSyncCounter() as syncs:
+        got = poincare_negative_logsumexp(qq, k, c, TAU, block_elements=1, workspace=workspace)
+        got.sum().backward()
+    assert syncs.count == 0, syncs.report()
+    fit = min(q.shape[0], capacity_per_row * q.shape[0] // 2)  # rows whose 2 near pairs fit
+    torch.testing.assert_close(got[:fit], exact[:fit], rtol=1e-12, atol=0)
+    plain = PoincareNegativeLogSumExp.apply(augment_query(q, c), augment_key(k, c), 2 / (TAU * c.sqrt()), None, 1)
+    torch.testing.assert_close(got[fit:], plain[fit:], rtol=1e-12, atol=0)
+    assert torch.isfinite(qq.grad).all()
+    assert int(workspace.near_pairs_flagged) == 2 * q.shape[0]
 
 
 def test_collapsed_in_batch_loss_and_gradient_are_exact(gen, geoopt):

@@ -15,7 +15,7 @@ import pytest
 import torch
 from PIL import Image
 
-from hcl_plugin.cluster import flat_kmeans_labels, similarity_levels
+from hcl_plugin.uhml import flat_kmeans_labels, similarity_levels
 from hcl_plugin.data.embedded import clipart
 from hcl_plugin.eval import RetrievalImageFolder
 from hcl_plugin.geometry import expmap0

@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from hcl_plugin.cluster import similarity_levels
+from hcl_plugin.uhml import similarity_levels
 from hcl_plugin.geometry import Curvature, dist, expmap0
 from hcl_plugin.losses.hierarchical_log_ratio import HierarchicalLogRatioLoss
 from tests.conftest import ball_points

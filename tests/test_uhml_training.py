@@ -18,7 +18,7 @@ from PIL import Image
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
-from hcl_plugin.cluster import BalancedBatchSampler, UHMLEmbedding, WeightsMismatchError, similarity_levels
+from hcl_plugin.uhml import BalancedBatchSampler, UHMLEmbedding, WeightsMismatchError, similarity_levels
 from hcl_plugin.geometry import dist0
 from hcl_plugin.lightly.uhml_recluster import ReclusterCallback, label_change_fraction
 

@@ -2,7 +2,8 @@
 """The main job (``make demo``): pretrain MoCo-v2 + HCL on the embedded data set, then analyse it.
 
 1. Builds the embedded Animal-MNIST scene set in ``data/embedded`` unless it is there.
-2. Pretrains ``lightly_examples/moco_hcl.py`` (ResNet-18, 64 px views, batch 32) for at most
+2. Pretrains MoCo-v2 + HCL (:class:`hcl_plugin.lightly.models.MoCoHCL`, the model of
+   ``lightly_examples/moco_hcl.py``; ResNet-18, 64 px views, batch 32) for at most
    ``--minutes`` of training time (default 7, so the whole job stays within about 10 minutes on a
    2-core CPU); skipped when ``OUT/final.ckpt`` exists (a second run reuses it; ``--retrain`` forces).
    A leftover ``OUT/train`` without ``OUT/final.ckpt`` (an interrupted run) is never deleted silently:
@@ -33,12 +34,12 @@ from typing import Dict, List
 import torch
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(ROOT), str(ROOT / "lightly_examples")]
-
-import moco_hcl  # noqa: E402
+sys.path.insert(0, str(ROOT))  # run from a checkout without installing
 
 from hcl_plugin.checkpoints import safe_load  # noqa: E402
 from hcl_plugin.lightly.data import ensure_embedded_dataset  # noqa: E402
+from hcl_plugin.lightly.models import MoCoHCL  # noqa: E402
+from hcl_plugin.lightly.training import train as train_lightly  # noqa: E402
 from hcl_plugin.utils.files import record_outputs, recorded_outputs  # noqa: E402
 
 PRODUCER = "tools/demo.py"
@@ -59,7 +60,7 @@ def train(args: argparse.Namespace, out: Path) -> Path:
                 "resume it. Pass --retrain to delete it and train again, or choose another --out."
             )
         shutil.rmtree(run_dir)  # asked for with --retrain: old logs would mix into the loss curve
-    moco_hcl.main([
+    train_lightly(MoCoHCL, [
         "--embedded-dir", str(args.data), "--image-size", "64", "--batch-size", str(args.batch_size), "--epochs", "1000",
         "--max-minutes", str(args.minutes), "--memory-bank-size", "1024", "--lr", "0.06",
         "--num-workers", "1", "--out", str(run_dir), "--checkpoint-every", "100", "--seed", str(args.seed),
@@ -72,7 +73,7 @@ def random_init_checkpoint(trained: Path, out: Path) -> Path:
     """The same architecture and hyper-parameters, untrained: the control."""
     checkpoint = safe_load(trained, map_location="cpu")
     torch.manual_seed(0)
-    model = moco_hcl.MoCoHCL(**dict(checkpoint["hyper_parameters"]))
+    model = MoCoHCL(**dict(checkpoint["hyper_parameters"]))
     path = out / "random_init.ckpt"
     torch.save({"state_dict": model.state_dict(), "hyper_parameters": dict(checkpoint["hyper_parameters"])}, path)
     return path

@@ -34,6 +34,8 @@ class ModelHyperParameters:
         clip_r: feature-clipping radius before ``expmap0`` (``None`` = no clipping).
         feature_scale: initial scale of the hyperbolic head's output (``None`` = no scaling).
         learn_scale: whether that scale is learnt.
+        learn_c: whether the curvature was learnt (then the checkpoint holds the learnt value as
+            ``hyperbolic_head.curvature.log_c`` and ``c`` is its initial value); optional, default ``False``.
         lambda_hyp: weight of the hyperbolic loss (metadata; ``None`` when unknown).
     """
 
@@ -47,6 +49,7 @@ class ModelHyperParameters:
     clip_r: Optional[float] = None
     feature_scale: Optional[float] = None
     learn_scale: bool = False
+    learn_c: bool = False
     lambda_hyp: Optional[float] = None
 
     @classmethod
@@ -76,7 +79,7 @@ class ModelHyperParameters:
         if hyperbolic_head:
             values.update({k: _integer(hp[k], k) for k in ("hyp_hidden_dim", "hyp_output_dim")})
             values.update(clip_r=_number(hp["clip_r"], "clip_r"), feature_scale=_number(hp["feature_scale"], "feature_scale"),
-                          learn_scale=bool(hp["learn_scale"]))
+                          learn_scale=bool(hp["learn_scale"]), learn_c=bool(hp.get("learn_c", False)))
         return cls(**values)
 
     def to_dict(self) -> Dict[str, Any]:
@@ -84,8 +87,9 @@ class ModelHyperParameters:
         return asdict(self)
 
 
-#: every key of the contract except the optional metadata ``lambda_hyp``
-REQUIRED_HYPER_PARAMETERS: Tuple[str, ...] = tuple(f.name for f in fields(ModelHyperParameters) if f.name != "lambda_hyp")
+#: every key of the contract except the optional ``learn_c`` and the metadata ``lambda_hyp``
+REQUIRED_HYPER_PARAMETERS: Tuple[str, ...] = tuple(f.name for f in fields(ModelHyperParameters)
+                                                   if f.name not in ("learn_c", "lambda_hyp"))
 
 
 def _number(value: Any, key: str) -> Optional[float]:

@@ -1,7 +1,7 @@
 """Strict comparison of a checkpoint's keys with a model's: one report and one error type for the project.
 
 Used wherever weights are loaded strictly: the analysis (:mod:`hcl_plugin.eval.checkpoint`), UHML's
-``--weights`` (:mod:`hcl_plugin.cluster.embedding`) and the MMDetection pretrained-key check
+``--weights`` (:mod:`hcl_plugin.uhml.embedding`) and the MMDetection pretrained-key check
 (:mod:`hcl_plugin.mmdet.pretrained_keys`). A report lists the missing, unexpected and shape-mismatched
 keys; :class:`KeyMismatchError` formats it the same way everywhere (shapes as ``checkpoint vs model``)
 and :func:`prefix_hint` explains the usual cause (a whole pretraining checkpoint where a backbone

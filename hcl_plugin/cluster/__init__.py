@@ -1,16 +1,25 @@
-"""Hierarchical clustering in the Poincaré ball -> multi-level pseudo-labels and similarity levels (UHML).
+"""Deprecated: UHML's clustering, similarity levels, batch sampler and embedding moved to :mod:`hcl_plugin.uhml`.
 
-Framework-free: numpy, scipy, scikit-learn and torch only (``UHMLEmbedding`` imports torchvision
-when it is built). Training pieces: ``BalancedBatchSampler`` (module ``batch_sampler``: P classes x M
-instances per batch; ``hcl_plugin.cluster.sampler`` is its deprecated old path, kept for one release)
-and ``UHMLEmbedding`` (ResNet -> linear -> learnable scale -> clipping -> expmap0).
+Kept for one release. The package's names (``from hcl_plugin.cluster import hierarchical_labels``)
+resolve to the objects of :mod:`hcl_plugin.uhml` with a :class:`DeprecationWarning`; the submodules
+are deprecated aliases of the new modules:
+
+=====================================  ==================================
+old                                    new
+=====================================  ==================================
+``hcl_plugin.cluster.hierarchical``    ``hcl_plugin.uhml.clustering``
+``hcl_plugin.cluster.label_change``    ``hcl_plugin.uhml.clustering``
+``hcl_plugin.cluster.similarity``      ``hcl_plugin.uhml.similarity``
+``hcl_plugin.cluster.batch_sampler``   ``hcl_plugin.uhml.batch_sampler``
+``hcl_plugin.cluster.sampler``         ``hcl_plugin.uhml.batch_sampler``
+``hcl_plugin.cluster.embedding``       ``hcl_plugin.uhml.embedding``
+=====================================  ==================================
 """
 
-from hcl_plugin.cluster.embedding import LinearBallProjection, UHMLEmbedding, WeightsMismatchError
-from hcl_plugin.cluster.hierarchical import default_num_centroids, flat_kmeans_labels, hierarchical_labels
-from hcl_plugin.cluster.label_change import label_change_fraction
-from hcl_plugin.cluster.batch_sampler import BalancedBatchSampler
-from hcl_plugin.cluster.similarity import similarity_levels
+import importlib as _importlib
+import warnings as _warnings
+
+from hcl_plugin.utils.deprecation import moved_module_message as _message
 
 __all__ = [
     "BalancedBatchSampler",
@@ -23,3 +32,15 @@ __all__ = [
     "label_change_fraction",
     "similarity_levels",
 ]
+
+
+def __getattr__(name: str):
+    # only the package's own names: a submodule name must fall through to the import system
+    if name not in __all__:
+        raise AttributeError(f"module 'hcl_plugin.cluster' has no attribute {name!r}")
+    _warnings.warn(_message("hcl_plugin.cluster", "hcl_plugin.uhml"), DeprecationWarning, stacklevel=2)
+    return getattr(_importlib.import_module("hcl_plugin.uhml"), name)
+
+
+def __dir__():
+    return sorted(set(globals()) | set(__all__))

@@ -19,7 +19,7 @@ Boxes are clipped to the image first and degenerate boxes are dropped; every suc
 policy decision is counted in ``SceneObjectSampler.stats``, never silent.
 
 This samples *boxes* inside one image; UHML's *batch* sampler is
-:class:`hcl_plugin.cluster.batch_sampler.BalancedBatchSampler`.
+:class:`hcl_plugin.uhml.batch_sampler.BalancedBatchSampler`.
 """
 
 from __future__ import annotations

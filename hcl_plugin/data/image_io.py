@@ -4,7 +4,7 @@ Every path that decodes a scene or evaluation image goes through :func:`load_ima
 or :func:`load_rgb_image` (the same pixels as a PIL image): ``HCLSceneDataset`` (Lightly path),
 the MMEngine path (``LoadSceneImageFromFile`` in :mod:`hcl_plugin.mmselfsup.transforms`, which
 ``SceneBoxDataset`` puts in place of MMCV's ``LoadImageFromFile``), the evaluation crops
-(:mod:`hcl_plugin.eval.features`), retrieval folders (:mod:`hcl_plugin.eval.image_folder`) and the
+(:mod:`hcl_plugin.eval.features`), retrieval folders (:mod:`hcl_plugin.uhml.image_folder`) and the
 proposals tool. So every framework sees identical pixels for the same file.
 
 Conversion rules (by PIL mode after decoding; documented in docs/data.md):

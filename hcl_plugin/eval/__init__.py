@@ -1,24 +1,19 @@
 """Evaluation (framework-free).
 
 * HCL analysis (docs/eval.md): :func:`run_analysis` — norms vs number of objects, out-of-context
-  detection, linear / multi-label / kNN probes, plots and a report — over checkpoints loaded by
-  :func:`load_checkpoint` (an adapter registry for other frameworks' formats).
+  detection, linear / multi-label / kNN probes, plots and a report — over an :class:`EvalModel`
+  (:mod:`hcl_plugin.eval.model`) read from a checkpoint by :func:`load_checkpoint`
+  (:mod:`hcl_plugin.eval.checkpoint`: an adapter registry for other frameworks' formats).
 * UHML retrieval (docs/uhml.md): Recall@K and an image-folder reader for retrieval sets.
 """
 
 from hcl_plugin.eval.analyze import run_analysis
-from hcl_plugin.eval.checkpoint import (
-    CheckpointAdapter,
-    CheckpointFormatError,
-    CheckpointMismatchError,
-    EuclideanProjectionHead,
-    EvalModel,
-    load_checkpoint,
-    register_checkpoint_adapter,
-)
+from hcl_plugin.eval.checkpoint import CheckpointAdapter, load_checkpoint, register_checkpoint_adapter
+from hcl_plugin.eval.errors import CheckpointFormatError, CheckpointMismatchError
 from hcl_plugin.eval.features import SceneFeatures, extract_features
-from hcl_plugin.eval.image_folder import ImageReadError, RetrievalImageFolder, class_range
+from hcl_plugin.uhml.image_folder import ImageReadError, RetrievalImageFolder, class_range
 from hcl_plugin.eval.metrics import auroc, average_precision, mean_average_precision, pearson, spearman
+from hcl_plugin.eval.model import EuclideanProjectionHead, EvalModel
 from hcl_plugin.eval.probes import knn_predict, knn_top1, linear_probe_top1, multilabel_probe_map
 from hcl_plugin.eval.report import REQUIRED_METRICS
 from hcl_plugin.eval.retrieval import DEFAULT_KS, nearest_neighbours, recall_at_k

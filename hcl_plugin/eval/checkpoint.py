@@ -1,10 +1,9 @@
-"""Load a pretrained backbone + projection heads for evaluation, without any training framework.
+"""Read a pretrained checkpoint into an :class:`~hcl_plugin.eval.model.EvalModel`, without any training framework.
 
-The model analysed by :mod:`hcl_plugin.eval` is an :class:`EvalModel`: a torchvision ResNet whose
-``fc`` is ``nn.Identity()``, an optional Euclidean projection head (MoCo-v2's Linear-ReLU-Linear MLP
-under a ``layers`` attribute, key-compatible with Lightly's ``MoCoProjectionHead``), an optional
-:class:`~hcl_plugin.modules.PoincareProjectionHead`, the curvature magnitude ``c`` and the side of the
-square crops the model was trained on.
+This module is checkpoint I/O only: the adapter registry (:class:`CheckpointAdapter`,
+:func:`register_checkpoint_adapter`), safe reading and :func:`load_checkpoint`. The model and its
+builder live in :mod:`hcl_plugin.eval.model`; :class:`EvalModel`, :class:`EuclideanProjectionHead`
+and :func:`build_model` are re-exported here so existing imports keep working.
 
 Checkpoint contract (docs/eval.md): a ``torch.save``'d dict — a PyTorch Lightning ``.ckpt`` is one —
 with
@@ -29,26 +28,23 @@ docs/security.md). Full unpickling runs code from the file and happens only with
 
 from __future__ import annotations
 
-import math
 import os
 from dataclasses import dataclass, field
-from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple, Union
+from typing import Any, Callable, Dict, List, Mapping, Tuple, Union
 
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 
 from hcl_plugin.checkpoints import (
     BACKBONE_FEATURE_DIMS,
     CheckpointReadError,
-    KeyMismatchError,
     UnsafeCheckpointError,
-    build_resnet,
     compare_keys,
     safe_load,
 )
-from hcl_plugin.checkpoints.contract import REQUIRED_HYPER_PARAMETERS, ModelHyperParameters
-from hcl_plugin.geometry import expmap0
-from hcl_plugin.modules import PoincareProjectionHead
+from hcl_plugin.checkpoints.contract import REQUIRED_HYPER_PARAMETERS
+from hcl_plugin.eval.errors import CheckpointFormatError, CheckpointMismatchError
+from hcl_plugin.eval.model import EuclideanProjectionHead, EvalModel, build_model
 
 __all__ = [
     "BACKBONE_FEATURE_DIMS",
@@ -66,145 +62,6 @@ __all__ = [
 ]
 
 PathLike = Union[str, "os.PathLike[str]"]
-
-class CheckpointFormatError(ValueError):
-    """The file is not a checkpoint this package can read; the message names the file and what is missing."""
-
-
-class CheckpointMismatchError(KeyMismatchError):
-    """The checkpoint's weights do not fit the architecture its hyper-parameters describe.
-
-    A :class:`hcl_plugin.checkpoints.KeyMismatchError`: ``missing``, ``unexpected`` (under the model's
-    prefixes) and ``shape_mismatch`` (``(key, checkpoint shape, model shape)``) list the keys.
-    """
-
-
-class EuclideanProjectionHead(nn.Module):
-    """MoCo-v2's projection MLP ``Linear -> ReLU -> Linear`` under ``layers``.
-
-    Same parameter names as Lightly's ``MoCoProjectionHead(input_dim, hidden_dim, output_dim)``
-    (``layers.0.weight``, ``layers.0.bias``, ``layers.2.weight``, ``layers.2.bias``), so a Lightly
-    state dict loads into it without importing Lightly.
-    """
-
-    def __init__(self, input_dim: int, hidden_dim: int, output_dim: int) -> None:
-        super().__init__()
-        self.layers = nn.Sequential(nn.Linear(input_dim, hidden_dim), nn.ReLU(inplace=True),
-                                    nn.Linear(hidden_dim, output_dim))
-
-    def forward(self, x: Tensor) -> Tensor:
-        return self.layers(x)
-
-
-class EvalModel(nn.Module):
-    """Backbone + heads + geometry of a pretrained model, in evaluation mode.
-
-    Args:
-        backbone: maps ``(B, 3, S, S)`` images to ``(B, F)`` features (e.g. a torchvision ResNet with
-            ``fc = nn.Identity()``).
-        projection_head: Euclidean head ``(B, F) -> (B, D)``, or ``None``.
-        hyperbolic_head: head ``(B, F) -> (B, D')`` returning points in the Poincaré ball of curvature
-            ``-c``, or ``None``; then :meth:`embed` maps the Euclidean head's output with
-            :math:`\\exp_0^c` (the hyperbolic view of a model trained without a hyperbolic branch).
-        c: curvature magnitude (> 0) of the ball the hyperbolic embeddings live in.
-        image_size: side of the square crops fed to the backbone.
-        hyper_parameters: metadata kept for the report (e.g. the checkpoint's hyper-parameters).
-
-    Raises:
-        ValueError: neither head is given, ``c <= 0`` or ``image_size < 1``.
-    """
-
-    def __init__(
-        self,
-        backbone: nn.Module,
-        projection_head: Optional[nn.Module] = None,
-        hyperbolic_head: Optional[nn.Module] = None,
-        c: float = 0.05,
-        image_size: int = 224,
-        hyper_parameters: Optional[Mapping[str, Any]] = None,
-    ) -> None:
-        super().__init__()
-        if projection_head is None and hyperbolic_head is None:
-            raise ValueError("EvalModel needs a projection_head, a hyperbolic_head or both")
-        if not (isinstance(c, (int, float)) and math.isfinite(c) and c > 0):
-            raise ValueError(f"c must be a finite number > 0, got {c!r}")
-        if int(image_size) < 1:
-            raise ValueError(f"image_size must be >= 1, got {image_size!r}")
-        curvature = getattr(hyperbolic_head, "curvature", None)
-        if callable(curvature):
-            head_c = float(curvature())  # a learnable curvature is compared at its current value
-            if not math.isclose(head_c, float(c), rel_tol=1e-6):
-                raise ValueError(f"c={c} differs from the hyperbolic head's curvature {head_c}")
-        self.backbone = backbone
-        self.projection_head = projection_head
-        self.hyperbolic_head = hyperbolic_head
-        self.c = float(c)
-        self.image_size = int(image_size)
-        self.hyper_parameters: Dict[str, Any] = dict(hyper_parameters or {})
-
-    @property
-    def hyperbolic_source(self) -> str:
-        """How the hyperbolic embeddings are made: ``"hyperbolic_head"`` or ``"expmap0(projection_head)"``."""
-        return "hyperbolic_head" if self.hyperbolic_head is not None else "expmap0(projection_head)"
-
-    @torch.no_grad()
-    def embed(self, images: Tensor) -> Dict[str, Optional[Tensor]]:
-        """Backbone features, Euclidean head output and points on the ball for a batch of images.
-
-        Returns:
-            ``{"backbone": (B, F), "euclidean": (B, D) or None, "hyperbolic": (B, D')}``, float32.
-        """
-        features = self.backbone(images).flatten(1).float()
-        euclidean = self.projection_head(features).float() if self.projection_head is not None else None
-        if self.hyperbolic_head is not None:
-            hyperbolic = self.hyperbolic_head(features).float()
-        else:
-            hyperbolic = expmap0(euclidean, self.c)
-        return {"backbone": features, "euclidean": euclidean, "hyperbolic": hyperbolic}
-
-    def forward(self, images: Tensor) -> Dict[str, Optional[Tensor]]:
-        return self.embed(images)
-
-
-def _resnet(name: str) -> Tuple[nn.Module, int]:
-    try:
-        return build_resnet(name)
-    except ValueError as error:
-        raise CheckpointFormatError(str(error)) from None
-
-
-def build_model(
-    hyper_parameters: Mapping[str, Any],
-    with_projection_head: bool = True,
-    with_hyperbolic_head: bool = True,
-) -> EvalModel:
-    """Build an untrained :class:`EvalModel` from the contract's hyper-parameters.
-
-    Args:
-        hyper_parameters: the contract of :class:`hcl_plugin.checkpoints.ModelHyperParameters`; the keys
-            of a head that is not built may be absent.
-        with_projection_head, with_hyperbolic_head: which heads to build (a baseline trained without
-            a hyperbolic branch has no ``hyperbolic_head.*`` weights).
-
-    Raises:
-        CheckpointFormatError: a required hyper-parameter is missing or invalid (the message lists them).
-    """
-    try:
-        hp = ModelHyperParameters.from_mapping(hyper_parameters, projection_head=with_projection_head,
-                                               hyperbolic_head=with_hyperbolic_head)
-    except ValueError as error:
-        raise CheckpointFormatError(str(error)) from None
-    backbone, feature_dim = _resnet(hp.backbone)
-    projection_head = None
-    if with_projection_head:
-        projection_head = EuclideanProjectionHead(feature_dim, hp.proj_hidden_dim, hp.proj_output_dim)
-    hyperbolic_head = None
-    if with_hyperbolic_head:
-        hyperbolic_head = PoincareProjectionHead(feature_dim, hp.hyp_hidden_dim, hp.hyp_output_dim, c=hp.c,
-                                                 clip_r=hp.clip_r, feature_scale=hp.feature_scale,
-                                                 learn_scale=hp.learn_scale)
-    return EvalModel(backbone, projection_head, hyperbolic_head, c=hp.c, image_size=hp.image_size,
-                     hyper_parameters=dict(hyper_parameters))
 
 
 def load_state_into_model(model: EvalModel, state_dict: Mapping[str, Tensor], source: str = "checkpoint") -> EvalModel:

@@ -4,6 +4,7 @@ from hcl_plugin.geometry.curvature import Curvature
 from hcl_plugin.geometry.poincare import (
     ball_margin,
     ball_radius,
+    check_all_in_ball,
     check_in_ball,
     clip_features,
     conformal_gap,
@@ -19,6 +20,7 @@ __all__ = [
     "Curvature",
     "ball_margin",
     "ball_radius",
+    "check_all_in_ball",
     "check_in_ball",
     "clip_features",
     "conformal_gap",

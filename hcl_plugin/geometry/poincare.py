@@ -24,6 +24,14 @@ naming the argument and the first bad index (:func:`expmap0`, :func:`project` an
 with ball membership). Norms of tangent vectors are taken after scaling each row by its largest
 absolute entry (:func:`scaled_rows`), so finite inputs of any size keep their direction.
 
+The value checks (finiteness, ball membership, positivity of a tensor curvature) read device values,
+a host synchronisation on an accelerator. Each public function guards them with its own
+:class:`~hcl_plugin.utils.checks.ValueCheckGate` (:func:`expmap0`, :func:`project` and
+:func:`clip_features` also take ``check_values``, the decision of the caller's own gate): they run
+on every call by default and on
+every ``n``-th call under :func:`~hcl_plugin.utils.checks.set_value_check_interval` ``(n)``
+(docs/numerics.md). Shape and dtype checks always run. :func:`check_in_ball` itself always checks.
+
 References:
     [1] O. Ganea, G. Bécigneul, T. Hofmann. "Hyperbolic Neural Networks". NeurIPS 2018.
     [2] V. Khrulkov et al. "Hyperbolic Image Embeddings". CVPR 2020.
@@ -35,12 +43,12 @@ References:
 from __future__ import annotations
 
 import functools
-from typing import Callable, Optional, Tuple, TypeVar
+from typing import Callable, Dict, Optional, Sequence, Tuple, TypeVar
 
 import torch
 from torch import Tensor
 
-from hcl_plugin.utils.checks import CurvatureLike, check_finite, check_floating, check_positive
+from hcl_plugin.utils.checks import CurvatureLike, ValueCheckGate, check_finite, check_floating, check_positive
 
 __all__ = [
     "ball_margin",
@@ -54,11 +62,18 @@ __all__ = [
     "logmap0",
     "pairwise_dist",
     "project",
+    "check_all_in_ball",
     "check_in_ball",
     "scaled_rows",
 ]
 
 F = TypeVar("F", bound=Callable[..., Tensor])
+
+#: One value-check gate per public function (and one for tensor curvatures in :func:`as_curvature`).
+_GATES: Dict[str, ValueCheckGate] = {
+    name: ValueCheckGate()
+    for name in ("curvature", "project", "clip_features", "expmap0", "logmap0", "dist0", "dist", "pairwise_dist")
+}
 
 
 def check_points(x: Tensor, name: str) -> None:
@@ -112,20 +127,28 @@ def float32_math(fn: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
-def as_curvature(c: CurvatureLike, like: Tensor) -> Tensor:
-    """``c`` as a tensor with the dtype and device of ``like``; raises ``ValueError`` unless c > 0.
+def _due(check_values: Optional[bool], name: str) -> bool:
+    """The caller's decision, or the gate of function ``name`` when there is none."""
+    return _GATES[name].due() if check_values is None else check_values
 
-    A tensor that requires grad (a learnable :class:`Curvature`, positive by construction) is not
-    checked, so training on a GPU does not synchronise the device on every call.
+
+def as_curvature(c: CurvatureLike, like: Tensor) -> Tensor:
+    """``c`` as a 0-dim tensor with the dtype and device of ``like``; raises ``ValueError`` unless c > 0.
+
+    A number is always checked (on the host, no device sync) and written with ``new_full`` (a fill
+    on the device, no host-to-device copy). A tensor that requires grad (a learnable
+    :class:`Curvature`, positive by construction) is not checked; any other tensor is a value check,
+    run when its gate is due (module doc).
     """
-    if not (isinstance(c, Tensor) and c.requires_grad):
-        check_positive(c, "curvature c")
     if isinstance(c, Tensor):
+        if not c.requires_grad and _GATES["curvature"].due():
+            check_positive(c, "curvature c")
         return c.to(dtype=like.dtype, device=like.device)
+    check_positive(c, "curvature c")
     if like.dtype in (torch.float32, torch.float64) and not torch.finfo(like.dtype).tiny <= float(c) <= torch.finfo(like.dtype).max:
         # e.g. c = 1e-50 would round to 0 in float32
         raise ValueError(f"curvature c must be representable as a normal {like.dtype} number, got {c}")
-    return torch.tensor(float(c), dtype=like.dtype, device=like.device)
+    return like.new_full((), float(c))
 
 
 def ball_margin(dtype: torch.dtype) -> float:
@@ -155,31 +178,67 @@ def conformal_gap(x: Tensor, c: Tensor) -> Tensor:
     return 1 - c * _sq_norm(x)
 
 
+def _ball_flags(x: Tensor, c: CurvatureLike) -> Tuple[Tensor, Tensor, Tensor]:
+    """``(cc, bad, any_bad)``: ``c`` as a tensor, the rows not strictly inside the ball (NaN included) and
+    one 0-dim flag that is True when a row is bad or a tensor ``c`` is not finite and > 0 (nothing read)."""
+    if isinstance(c, Tensor):
+        cc = c.detach().to(dtype=x.dtype, device=x.device)
+        c_bad = ~(torch.isfinite(cc) & (cc > 0)).all()
+    else:
+        cc, c_bad = as_curvature(c, x), None  # a number is checked on the host
+    scaled_sq = (cc * _sq_norm(x.to(cc.dtype))).squeeze(-1)
+    bad = ~(scaled_sq < 1)  # True for NaN too
+    return cc, bad, (bad.any() if c_bad is None else bad.any() | c_bad)
+
+
+def _raise_out_of_ball(x: Tensor, c: CurvatureLike, cc: Tensor, bad: Tensor, name: str) -> None:
+    """The error of :func:`check_in_ball` for a tensor known to fail it (reads the device freely)."""
+    if isinstance(c, Tensor) and not bool((torch.isfinite(cc) & (cc > 0)).all()):
+        check_positive(c, "curvature c")
+    if not torch.isfinite(x).all():
+        check_finite(x, name)
+    idx = bad.nonzero()[0].tolist()
+    norm = x[tuple(idx)].norm().item()
+    raise ValueError(
+        f"{name} has {int(bad.sum())} point(s) on or outside the Poincaré ball of radius "
+        f"{float(cc) ** -0.5:.6g}, first at index {tuple(idx)} with norm {norm:.6g}; "
+        "map features with expmap0(...) and project(...) first"
+    )
+
+
 def check_in_ball(x: Tensor, c: CurvatureLike, name: str = "x") -> None:
     r"""Raise ``ValueError`` if a row of ``x`` is non-finite or not strictly inside the ball :math:`c\|x\|^2 < 1`.
 
-    One reduction over ``x``: a NaN or an infinity makes its row's squared norm non-finite, which is
-    reported as such (naming ``name`` and the index).
+    One reduction over ``x`` and one read of its result (a single host synchronisation on an
+    accelerator): a NaN or an infinity makes its row's squared norm non-finite, which is reported as
+    such (naming ``name`` and the index); a tensor ``c`` is checked (finite, > 0) in the same read.
     """
     with torch.no_grad():
-        cc = as_curvature(c, x)
-        scaled_sq = (cc * _sq_norm(x.to(cc.dtype))).squeeze(-1)
-        bad = ~(scaled_sq < 1)  # True for NaN too
-        if not bad.any():
-            return
-        if not torch.isfinite(x).all():
-            check_finite(x, name)
-        idx = bad.nonzero()[0].tolist()
-        norm = x[tuple(idx)].norm().item()
-        raise ValueError(
-            f"{name} has {int(bad.sum())} point(s) on or outside the Poincaré ball of radius "
-            f"{float(cc) ** -0.5:.6g}, first at index {tuple(idx)} with norm {norm:.6g}; "
-            "map features with expmap0(...) and project(...) first"
-        )
+        cc, bad, any_bad = _ball_flags(x, c)
+        if any_bad:
+            _raise_out_of_ball(x, c, cc, bad, name)
+
+
+def check_all_in_ball(named: Sequence[Tuple[Tensor, str]], c: CurvatureLike) -> None:
+    """:func:`check_in_ball` of every ``(tensor, name)`` with one read of the device for all of them.
+
+    The error is the one :func:`check_in_ball` raises for the first tensor that fails.
+    """
+    with torch.no_grad():
+        flags = [(x, name) + _ball_flags(x, c) for x, name in named]
+        if len({f[4].device for f in flags}) > 1:  # tensors on several devices: one read each
+            failed = any(bool(f[4]) for f in flags)
+        else:
+            failed = bool(torch.stack([f[4] for f in flags]).any())
+        if failed:
+            for x, name, cc, bad, any_bad in flags:
+                if any_bad:
+                    _raise_out_of_ball(x, c, cc, bad, name)
 
 
 @float32_math
-def project(x: Tensor, c: CurvatureLike, margin: Optional[float] = None) -> Tensor:
+def project(x: Tensor, c: CurvatureLike, margin: Optional[float] = None, *,
+            check_values: Optional[bool] = None) -> Tensor:
     r"""Pull points back inside the ball: rescale rows with :math:`\|x\| > (1 - m)/\sqrt{c}` onto that sphere.
 
     .. math:: \operatorname{proj}(x) = x \cdot \min\left(1, \frac{(1 - m)/\sqrt{c}}{\|x\|}\right)
@@ -188,6 +247,7 @@ def project(x: Tensor, c: CurvatureLike, margin: Optional[float] = None) -> Tens
         x: points, shape ``(..., D)``.
         c: curvature magnitude (> 0).
         margin: relative margin ``m``; default :func:`ball_margin` of the compute dtype.
+        check_values: run the finiteness check (``None``: when this function's gate is due).
     Returns:
         Tensor like ``x`` with every row strictly inside the ball. Idempotent: a row that was
         rescaled is left alone by a second call (the test allows the few ulps of rounding). Rows of
@@ -197,7 +257,8 @@ def project(x: Tensor, c: CurvatureLike, margin: Optional[float] = None) -> Tens
     """
     check_points(x, "x")
     cc = as_curvature(c, x)
-    check_finite(x, "x")
+    if _due(check_values, "project"):
+        check_finite(x, "x")
     return project_unchecked(x, cc, margin)
 
 
@@ -213,22 +274,24 @@ def project_unchecked(x: Tensor, c: Tensor, margin: Optional[float] = None) -> T
 
 
 @float32_math
-def clip_features(v: Tensor, r: float) -> Tensor:
+def clip_features(v: Tensor, r: float, *, check_values: Optional[bool] = None) -> Tensor:
     r"""Feature clipping of [3]: :math:`\operatorname{clip}(v) = \min\left(1, \frac{r}{\|v\|}\right) v`.
 
     Applied to Euclidean features before :func:`expmap0`, it bounds the hyperbolic norm by
     :math:`\frac{2}{\sqrt c}\operatorname{artanh}(\tanh(\sqrt c\, r))` and keeps points away from the
-    boundary (default in hyp_metric: ``r = 2.3``).
+    boundary (default in hyp_metric: ``r = 2.3``). ``check_values``: run the finiteness check (``None``:
+    when this function's gate is due).
     """
     check_positive(r, "clip radius r")
     check_points(v, "v")
-    check_finite(v, "v")
+    if _due(check_values, "clip_features"):
+        check_finite(v, "v")
     scale, w, w_norm = scaled_rows(v)
     return torch.where(scale * w_norm > r, w * (r / w_norm), v)
 
 
 @float32_math
-def expmap0(v: Tensor, c: CurvatureLike) -> Tensor:
+def expmap0(v: Tensor, c: CurvatureLike, *, check_values: Optional[bool] = None) -> Tensor:
     r"""Exponential map at the origin [1, eq. 13]:
 
     .. math:: \exp_0^c(v) = \tanh(\sqrt{c}\,\|v\|)\,\frac{v}{\sqrt{c}\,\|v\|}
@@ -239,12 +302,17 @@ def expmap0(v: Tensor, c: CurvatureLike) -> Tensor:
     large, maps to its own direction (at the projection radius once ``tanh`` saturates). The result is
     projected (:func:`project`) since ``tanh`` saturates to 1 in finite precision.
 
+    ``check_values``: run the finiteness check (``None``: when this function's gate is due); a
+    module that calls ``expmap0`` on every step passes the decision of its own gate, so that each
+    of its call sites is checked at the interval (module doc).
+
     Raises:
         TypeError: non-floating ``v``. ValueError: NaN/Inf in ``v`` (named, with the index), c <= 0.
     """
     check_points(v, "v")
     cc = as_curvature(c, v)
-    check_finite(v, "v")
+    if _due(check_values, "expmap0"):
+        check_finite(v, "v")
     sqrt_c = cc.sqrt()
     scale, w, w_norm = scaled_rows(v)
     return project_unchecked(torch.tanh(sqrt_c * scale * w_norm) / (sqrt_c * w_norm) * w, cc)
@@ -266,9 +334,15 @@ def logmap0(x: Tensor, c: CurvatureLike) -> Tensor:
     """
     check_points(x, "x")
     cc = as_curvature(c, x)
-    check_in_ball(x, cc, "x")
+    if _GATES["logmap0"].due():
+        check_in_ball(x, cc, "x")
+    return logmap0_unchecked(x, cc)
+
+
+def logmap0_unchecked(x: Tensor, c: Tensor) -> Tensor:
+    """:func:`logmap0` without the ball-membership check or dtype handling, for callers that did both (no device sync)."""
     scale, w, w_norm = scaled_rows(x)
-    return _artanh_sqrt_c_norm(x, cc, scale * w_norm) / (cc.sqrt() * w_norm) * w
+    return _artanh_sqrt_c_norm(x, c, scale * w_norm) / (c.sqrt() * w_norm) * w
 
 
 def _artanh_sqrt_c_norm(x: Tensor, c: Tensor, norm: Tensor) -> Tensor:
@@ -292,7 +366,8 @@ def dist0(x: Tensor, c: CurvatureLike) -> Tensor:
     """
     check_points(x, "x")
     cc = as_curvature(c, x)
-    check_in_ball(x, cc, "x")
+    if _GATES["dist0"].due():
+        check_in_ball(x, cc, "x")
     return dist0_unchecked(x, cc)
 
 
@@ -331,8 +406,8 @@ def dist(x: Tensor, y: Tensor, c: CurvatureLike) -> Tensor:
     except RuntimeError:
         raise ValueError(f"x and y must have broadcastable shapes (..., D), got {tuple(x.shape)} and {tuple(y.shape)}") from None
     cc = as_curvature(c, x)
-    check_in_ball(x, cc, "x")
-    check_in_ball(y, cc, "y")
+    if _GATES["dist"].due():
+        check_all_in_ball([(x, "x"), (y, "y")], cc)
     return dist_unchecked(x, y, cc)
 
 
@@ -355,8 +430,8 @@ def pairwise_dist(x: Tensor, y: Tensor, c: CurvatureLike) -> Tensor:
     if x.dim() != 2 or y.dim() != 2 or x.shape[1] != y.shape[1]:
         raise ValueError(f"pairwise_dist expects x (B, D) and y (K, D), got {tuple(x.shape)} and {tuple(y.shape)}")
     cc = as_curvature(c, x)
-    check_in_ball(x, cc, "x")
-    check_in_ball(y, cc, "y")
+    if _GATES["pairwise_dist"].due():
+        check_all_in_ball([(x, "x"), (y, "y")], cc)
     sq_x, sq_y = _sq_norm(x), _sq_norm(y)
     sq_diff = torch.addmm(sq_x + sq_y.T, x, y.T, alpha=-2.0)
     return _arsinh_dist(sq_diff, 1 - cc * sq_x, (1 - cc * sq_y).T, cc)

@@ -1,9 +1,11 @@
 """Lightly adapters: losses, heads, transforms and data in Lightly's conventions.
 
-Imports ``lightly``/``pytorch_lightning`` only where needed (``training``); the losses and heads are
-thin wrappers over the framework-free core.
+The losses are the framework-free core losses plus Lightly-style memory banks; the head is the core
+head. ``hcl_plugin.lightly.models`` (the Lightning models ``MoCoHCL``, ``DenseCLHCL``, ``SimCLRHCL``)
+and ``hcl_plugin.lightly.training`` import ``lightly``/``pytorch_lightning``; this package does not.
 
     >>> from hcl_plugin.lightly import HCLLoss, HyperbolicNTXentLoss, PoincareProjectionHead, HCLTransform
+    >>> from hcl_plugin.lightly.models import MoCoHCL  # doctest: +SKIP
 """
 
 from hcl_plugin.lightly.data import ensure_embedded_dataset, read_scenes, scene_dataset

@@ -1,8 +1,13 @@
 """What the Lightning examples in ``lightly_examples/`` share: arguments, backbone, data, trainer.
 
-Each example defines its ``LightningModule``; this module turns command-line arguments into data
-loaders and a ``pytorch_lightning.Trainer`` with a progress bar, periodic checkpoints, ``--resume``
-and a final checkpoint (``OUT/final.ckpt``) whose ``backbone.*`` weights are a torchvision ResNet's.
+The models are in :mod:`hcl_plugin.lightly.models`; this module turns command-line arguments into
+a model (``Model.from_args``), data loaders and a ``pytorch_lightning.Trainer`` with a progress bar,
+periodic checkpoints, ``--resume`` and a final checkpoint (``OUT/final.ckpt``) whose ``backbone.*``
+weights are a torchvision ResNet's. :func:`train` is a whole example::
+
+    from hcl_plugin.lightly.models import MoCoHCL
+    from hcl_plugin.lightly.training import train
+    train(MoCoHCL, ["--lambda-hyp", "0.1", "--max-steps", "100"])
 """
 
 from __future__ import annotations
@@ -11,7 +16,7 @@ import argparse
 import math
 from datetime import timedelta
 from pathlib import Path
-from typing import Dict, List, Optional, Tuple
+from typing import TYPE_CHECKING, Any, Dict, List, Optional, Sequence, Tuple, Type
 
 import pytorch_lightning as pl
 import torch
@@ -19,7 +24,12 @@ from torch import nn
 from torch.utils.data import DataLoader, default_collate
 
 from hcl_plugin.checkpoints import ModelHyperParameters, build_resnet
+from hcl_plugin.geometry import Curvature
 from hcl_plugin.lightly.data import DEFAULT_EMBEDDED_DIR, ensure_embedded_dataset, scene_dataset
+from hcl_plugin.utils.checks import set_value_check_interval
+
+if TYPE_CHECKING:  # models imports this module
+    from hcl_plugin.lightly.models import HCLModule
 
 PRECISIONS = {"fp32": "32-true", "32": "32-true", "bf16": "bf16-mixed", "bf16-mixed": "bf16-mixed",
               "16-mixed": "16-mixed", "fp16": "16-mixed"}
@@ -50,6 +60,8 @@ def add_common_arguments(parser: argparse.ArgumentParser, lambda_hyp: float = 0.
     model.add_argument("--lambda-hyp", type=float, default=lambda_hyp, help="weight of the hyperbolic loss; 0 = baseline")
     model.add_argument("--temperature", type=float, default=0.2)
     model.add_argument("--c", type=float, default=0.05, help="curvature magnitude (ball radius 1/sqrt(c))")
+    model.add_argument("--learn-c", action="store_true",
+                       help="learn the curvature (from --c, as log c; one Curvature for head, loss and queue)")
     model.add_argument("--clip-r", type=float, default=None, help="feature clipping radius before expmap0")
     model.add_argument("--feature-scale", type=float, default=None,
                        help="initial scale of the hyperbolic head's output (default 1/sqrt(output dim), learned)")
@@ -68,6 +80,9 @@ def add_common_arguments(parser: argparse.ArgumentParser, lambda_hyp: float = 0.
     train.add_argument("--strategy", default="auto", help="e.g. ddp (Lightning DDP; gloo on CPU)")
     train.add_argument("--precision", default="fp32", choices=sorted(PRECISIONS))
     train.add_argument("--seed", type=int, default=0)
+    train.add_argument("--value-check-interval", type=int, default=1,
+                       help="run the NaN/in-ball input checks on every N-th call (1 = always; 100 leaves a GPU step "
+                            "with no more host synchronisations than the baseline's; docs/numerics.md)")
     train.add_argument("--out", type=Path, default=Path("outputs/lightly"), help="checkpoints and logs")
     train.add_argument("--checkpoint-every", type=int, default=100, help="save a checkpoint every N steps")
     train.add_argument("--resume", type=Path, default=None, help="checkpoint to continue from")
@@ -84,9 +99,11 @@ def head_hparams(args: argparse.Namespace) -> Dict[str, object]:
         backbone=args.backbone, c=args.c, image_size=args.image_size,
         proj_hidden_dim=args.proj_hidden_dim, proj_output_dim=args.proj_output_dim,
         hyp_hidden_dim=args.proj_hidden_dim, hyp_output_dim=args.proj_output_dim,
-        clip_r=args.clip_r, feature_scale=scale, learn_scale=not args.fixed_scale, lambda_hyp=args.lambda_hyp,
+        clip_r=args.clip_r, feature_scale=scale, learn_scale=not args.fixed_scale, learn_c=args.learn_c,
+        lambda_hyp=args.lambda_hyp,
     )
-    return {**contract.to_dict(), "temperature": args.temperature, "lr": args.lr, "weight_decay": args.weight_decay}
+    return {**contract.to_dict(), "temperature": args.temperature, "lr": args.lr,
+            "weight_decay": args.weight_decay}
 
 
 def build_dataloader(args: argparse.Namespace, drop_last: bool = True) -> DataLoader:
@@ -134,9 +151,18 @@ def build_trainer(args: argparse.Namespace, callbacks: Optional[List[pl.Callback
     )
 
 
-def sgd_with_cosine(module: pl.LightningModule, lr: float, weight_decay: float):
-    """SGD (momentum 0.9) with a cosine learning-rate schedule over the trainer's estimated steps."""
-    optimizer = torch.optim.SGD(module.parameters(), lr=lr, momentum=0.9, weight_decay=weight_decay)
+def sgd_with_cosine(module: pl.LightningModule, lr: float, weight_decay: float) -> Dict[str, Any]:
+    """SGD (momentum 0.9) with a cosine learning-rate schedule over the trainer's estimated steps.
+
+    A learnable curvature (the ``log_c`` of a :class:`~hcl_plugin.geometry.Curvature`) gets no weight
+    decay, which would pull it towards c = 1 (MERU excludes its curvature likewise).
+    """
+    curvature = {id(p) for m in module.modules() if isinstance(m, Curvature) for p in m.parameters()}
+    params = list(module.parameters())
+    groups: List[Dict[str, Any]] = [{"params": [p for p in params if id(p) not in curvature]}]
+    if curvature:
+        groups.append({"params": [p for p in params if id(p) in curvature], "weight_decay": 0.0})
+    optimizer = torch.optim.SGD(groups, lr=lr, momentum=0.9, weight_decay=weight_decay)
     total = max(1, int(module.trainer.estimated_stepping_batches))
     schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=total)
     return {"optimizer": optimizer, "lr_scheduler": {"scheduler": schedule, "interval": "step"}}
@@ -150,3 +176,20 @@ def fit(module: pl.LightningModule, args: argparse.Namespace, callbacks: Optiona
     trainer.fit(module, loader, ckpt_path=str(args.resume) if args.resume else None)
     trainer.save_checkpoint(args.out / "final.ckpt")
     return trainer
+
+
+def build_parser(model_class: Type["HCLModule"], description: Optional[str] = None) -> argparse.ArgumentParser:
+    """The command line of an example: :func:`add_common_arguments` plus ``model_class.add_arguments``
+    (e.g. ``--memory-bank-size`` and ``--momentum`` of :class:`~hcl_plugin.lightly.models.MoCoHCL`)."""
+    parser = add_common_arguments(argparse.ArgumentParser(description=description))
+    model_class.add_arguments(parser)
+    return parser
+
+
+def train(model_class: Type["HCLModule"], argv: Optional[Sequence[str]] = None, description: Optional[str] = None,
+          callbacks: Optional[List[pl.Callback]] = None) -> pl.Trainer:
+    """An example end to end: parse ``argv``, seed, build ``model_class.from_args(args)``, :func:`fit`."""
+    args = build_parser(model_class, description).parse_args(None if argv is None else list(argv))
+    set_value_check_interval(args.value_check_interval)
+    pl.seed_everything(args.seed, workers=True)
+    return fit(model_class.from_args(args), args, callbacks)

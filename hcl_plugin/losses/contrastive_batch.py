@@ -10,7 +10,7 @@ from torch import Tensor
 
 from hcl_plugin.utils import distributed
 from hcl_plugin.utils.checks import (
-    check_finite,
+    check_all_finite,
     check_floating,
     check_last_dim,
     check_ndim,
@@ -41,6 +41,8 @@ def validate_pair(
 ) -> None:
     """Type and shape checks (errors print the shapes) and, with ``check_values``, NaN/Inf checks naming the argument.
 
+    All shape checks run before the value checks, and the value checks read the device once.
+
     ``TypeError`` for non-floating tensors; ``ValueError`` for wrong shapes, an empty batch or a
     feature dimension of 0 (``owner``, the loss's name, starts those messages). The hyperbolic loss
     passes ``check_values=False``: its ball-membership check reports non-finite values itself, in
@@ -53,17 +55,14 @@ def validate_pair(
     check_nonempty(query, "query", owner)
     if query.shape[1] == 0:
         raise ValueError(f"{owner} got features of dimension 0: query has shape {tuple(query.shape)}")
-    if check_values:
-        check_finite(query, "query")
-        check_finite(positive, "positive")
     if negatives is not None:
         check_floating(negatives, "negatives")
         check_ndim(negatives, 2, "negatives", "(K, D)")
         check_last_dim([query, negatives], ["query", "negatives"])
         if negatives.shape[0] == 0:
             raise ValueError("negatives is empty: shape (0, D); pass None for in-batch negatives")
-        if check_values:
-            check_finite(negatives, "negatives")
+    if check_values:  # one read of the device for the three (a host synchronisation on an accelerator)
+        check_all_finite([(query, "query"), (positive, "positive")] + ([] if negatives is None else [(negatives, "negatives")]))
 
 
 def queue_batch(query: Tensor, positive: Tensor, negatives: Tensor) -> ContrastiveBatch:

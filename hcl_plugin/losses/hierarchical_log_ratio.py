@@ -21,7 +21,7 @@ class HierarchicalLogRatioLoss(nn.Module):
     r"""UHML's hierarchical log-ratio loss [1]: distance ratios follow powers of :math:`\Omega`.
 
     For an anchor i and two other samples j, l with similarity levels :math:`s_{ij} > s_{il}`
-    (:func:`hcl_plugin.cluster.similarity_levels`: larger = grouped at a finer level),
+    (:func:`hcl_plugin.uhml.similarity_levels`: larger = grouped at a finer level),
 
     .. math::
         \mathcal{L} = \frac{1}{|T|} \sum_{(i, j, l) \in T}
@@ -72,7 +72,7 @@ class HierarchicalLogRatioLoss(nn.Module):
         TypeError: z not a floating-point tensor.
 
     Example:
-        >>> from hcl_plugin.cluster import similarity_levels
+        >>> from hcl_plugin.uhml import similarity_levels
         >>> from hcl_plugin.geometry import expmap0
         >>> loss_fn = HierarchicalLogRatioLoss(omega=0.1, distance="poincare", c=1.0)
         >>> z = expmap0(torch.randn(8, 16), 1.0)

@@ -8,10 +8,11 @@ import torch
 from torch import Tensor, nn
 
 from hcl_plugin.geometry import Curvature
-from hcl_plugin.geometry.poincare import as_curvature, check_in_ball, compute_dtype, dist_unchecked
+from hcl_plugin.geometry.poincare import as_curvature, check_all_in_ball, compute_dtype, dist_unchecked
 from hcl_plugin.losses.contrastive_batch import in_batch, queue_batch, validate_pair
 from hcl_plugin.losses.info_nce import check_temperature
 from hcl_plugin.losses.poincare_logsumexp import BLOCK_ELEMENTS, BlockWorkspace, poincare_negative_logsumexp
+from hcl_plugin.utils.checks import ValueCheckGate, value_check_due
 
 
 class HyperbolicInfoNCELoss(nn.Module):
@@ -27,6 +28,12 @@ class HyperbolicInfoNCELoss(nn.Module):
     InfoNCE, instead of the B×K×D tensors of broadcasting ``dist(q[:, None], k[None])``.
 
     Computed in float32 for half-precision inputs and under autocast (docs/numerics.md).
+
+    Host synchronisations: the ball-membership checks of ``query``, ``positive`` and ``negatives``
+    (which report NaN/Inf too; one read of the device for the three) are value checks, run when the loss's
+    :class:`~hcl_plugin.utils.checks.ValueCheckGate` is due: every call by default, every ``n``-th
+    under :func:`~hcl_plugin.utils.checks.set_value_check_interval` ``(n)``. Nothing else in the
+    forward or backward pass reads a device value (docs/numerics.md, "Host synchronisations").
 
     [1] S. Ge, S. Mishra et al. "Hyperbolic Contrastive Learning for Visual Representations beyond
         Objects". CVPR 2023. https://arxiv.org/abs/2212.00653
@@ -67,6 +74,7 @@ class HyperbolicInfoNCELoss(nn.Module):
         self.gather_distributed = gather_distributed
         self.block_elements = block_elements
         self.workspace = BlockWorkspace()  # scratch kept between calls: 2 blocks of max(block_elements, 32 K) entries
+        self.value_check_gate = ValueCheckGate()
 
     def forward(self, query: Tensor, positive: Tensor, negatives: Optional[Tensor] = None) -> Tensor:
         """Mean loss over the anchors (B in queue mode, 2B in in-batch mode); a 0-dim float32/64 tensor."""
@@ -76,13 +84,14 @@ class HyperbolicInfoNCELoss(nn.Module):
         with torch.autocast(device_type=query.device.type, enabled=False):
             query, positive = query.to(dtype), positive.to(dtype)
             c = as_curvature(self.curvature(), query)
-            check_in_ball(query, c, "query")
-            check_in_ball(positive, c, "positive")
+            if negatives is not None:
+                negatives = negatives.to(dtype)
+            if value_check_due(self):  # one read of the device for the three
+                check_all_in_ball([(query, "query"), (positive, "positive")]
+                                  + ([] if negatives is None else [(negatives, "negatives")]), c)
             if negatives is None:
                 batch = in_batch(query, positive, self.gather_distributed)
             else:
-                negatives = negatives.to(dtype)
-                check_in_ball(negatives, c, "negatives")
                 batch = queue_batch(query, positive, negatives)
             pos_logit = -dist_unchecked(batch.anchors, batch.positives, c) / self.temperature
             neg_lse = poincare_negative_logsumexp(

@@ -10,6 +10,7 @@ from torch import Tensor, nn
 
 from hcl_plugin.geometry.poincare import compute_dtype, scaled_rows
 from hcl_plugin.losses.contrastive_batch import in_batch, queue_batch, validate_pair
+from hcl_plugin.utils.checks import ValueCheckGate, value_check_due
 
 
 def check_temperature(temperature: float) -> None:
@@ -46,6 +47,11 @@ class InfoNCELoss(nn.Module):
     normalised by :func:`l2_normalize`. Computed in float32 for half-precision inputs and under
     autocast (float64 if any input is float64): logits of size 1/τ overflow float16 for small τ.
 
+    Host synchronisations: the NaN/Inf checks of the inputs are value checks, run when the loss's
+    :class:`~hcl_plugin.utils.checks.ValueCheckGate` is due (every call by default, every ``n``-th
+    under :func:`~hcl_plugin.utils.checks.set_value_check_interval` ``(n)``); nothing else reads a
+    device value.
+
     [1] A. van den Oord et al. "Representation Learning with Contrastive Predictive Coding", 2018.
     [2] K. He et al. "Momentum Contrast for Unsupervised Visual Representation Learning", CVPR 2020.
 
@@ -69,10 +75,11 @@ class InfoNCELoss(nn.Module):
         check_temperature(temperature)
         self.temperature = temperature
         self.gather_distributed = gather_distributed
+        self.value_check_gate = ValueCheckGate()
 
     def forward(self, query: Tensor, positive: Tensor, negatives: Optional[Tensor] = None) -> Tensor:
         """Mean loss over the anchors (B in queue mode, 2B in in-batch mode); a 0-dim float32/64 tensor."""
-        validate_pair(query, positive, negatives, owner=type(self).__name__)
+        validate_pair(query, positive, negatives, check_values=value_check_due(self), owner=type(self).__name__)
         dtype = compute_dtype(*(t for t in (query, positive, negatives) if t is not None))
         with torch.autocast(device_type=query.device.type, enabled=False):
             query, positive = l2_normalize(query.to(dtype)), l2_normalize(positive.to(dtype))

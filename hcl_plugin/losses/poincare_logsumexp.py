@@ -40,8 +40,19 @@ leaves the flagged pairs out (like masked ones) and returns their indices;
 :class:`NearPairsLogSumExp` computes their log-sum-exp from the explicit difference
 :math:`q_i - k_j` (:func:`~hcl_plugin.geometry.poincare.dist_unchecked`), in chunks of pairs, with the
 gradient of the same formula; :func:`poincare_negative_logsumexp` combines the two with ``logaddexp``.
-Time stays O(B·K·D) and memory O(B·K) (one index per flagged pair), never B×K×D. Finding the flagged
-pairs (``nonzero``) synchronises an accelerator once per call.
+Time stays O(B·K·D) and memory O(B·K) (one index per flagged pair), never B×K×D.
+
+Host synchronisations. On the CPU each block lists its own flagged pairs (reading a CPU tensor costs
+nothing). On an accelerator, listing them with ``nonzero`` would synchronise the device on every
+call (its output size depends on the data), so the device path never reads a value: it recomputes at
+most :func:`near_capacity` pairs per call, found with ``torch.nonzero_static`` (a fixed-size output,
+padded with -1, which :class:`NearPairsLogSumExp` skips). Which pairs fit is decided on the device by
+a running count over the rows: the flagged pairs of the rows whose cumulative count stays within the
+capacity are recomputed, every later row keeps the matrix-product value of its flagged pairs (the
+floor-clamped :math:`u^2`: finite, with the accuracy the product gives). The count of flagged pairs,
+overflow included, is left in :attr:`BlockWorkspace.near_pairs_flagged` (a device tensor) for
+logging. With the default capacity only a collapsed batch overflows. ``alpha`` stays a tensor
+throughout (no ``float(alpha)``), so forward and backward read no device value.
 
 [1] N. J. Higham. "Accuracy and Stability of Numerical Algorithms", 2nd ed., SIAM 2002, sections
     1.7 (cancellation) and 3.1 (error of inner products).
@@ -68,6 +79,8 @@ MIN_BLOCK_ROWS = 32
 NEAR_EPS_MULTIPLE = 1e5
 #: The fewest pairs per chunk of the near-pair recomputation (each chunk gathers chunk × D entries).
 MIN_NEAR_CHUNK = 1024
+#: Device path: near pairs recomputed per call, per query row (at least :data:`MIN_NEAR_CHUNK` in all).
+NEAR_CAPACITY_PER_ROW = 8
 
 
 def augment_query(q: Tensor, c: Tensor) -> Tensor:
@@ -95,14 +108,20 @@ def _u2_floor(dtype: torch.dtype) -> float:
 
 
 def keep_near_flags(device: torch.device) -> bool:
-    """Whether :class:`PoincareNegativeLogSumExp` keeps the near-pair flags of all blocks and gathers them at the end.
+    """Whether :class:`PoincareNegativeLogSumExp` takes the device path for near pairs (module doc).
 
-    On an accelerator, asking a block whether it has near pairs would synchronise the device once
-    per block; the flags (one byte per pair) are kept instead and gathered with one ``nonzero``, one
-    synchronisation per call. On the CPU that question costs nothing, so each block gathers its own
-    near pairs, only when it has some, and no B×K flags are kept.
+    On an accelerator, asking a block whether it has near pairs would synchronise the device; the
+    flags of all blocks (one byte per pair) are kept instead and gathered once with
+    ``torch.nonzero_static`` into at most :func:`near_capacity` indices, with no synchronisation. On
+    the CPU that question costs nothing, so each block gathers its own near pairs, only when it has
+    some, with no capacity and no B×K flags kept.
     """
     return device.type != "cpu"
+
+
+def near_capacity(num_rows: int, num_cols: int) -> int:
+    """Device path: the most near pairs recomputed in one call, ``min(B K, max(MIN_NEAR_CHUNK, NEAR_CAPACITY_PER_ROW B))``."""
+    return min(num_rows * num_cols, max(MIN_NEAR_CHUNK, NEAR_CAPACITY_PER_ROW * num_rows))
 
 
 class BlockWorkspace:
@@ -116,6 +135,9 @@ class BlockWorkspace:
     def __init__(self) -> None:
         self._buffer: Optional[Tensor] = None
         self._flags: Optional[Tensor] = None
+        #: device path: number of pairs flagged as near in the last call (a 0-dim device tensor, overflow
+        #: beyond :func:`near_capacity` included); ``None`` before the first device-path call.
+        self.near_pairs_flagged: Optional[Tensor] = None
 
     def buffers(self, rows: int, cols: int, like: Tensor) -> Tuple[Tensor, Tensor]:
         """Two (rows, cols) scratch matrices of ``like``'s dtype and device."""
@@ -142,8 +164,10 @@ class PoincareNegativeLogSumExp(torch.autograd.Function):
     """Row-wise ``logsumexp_j(-alpha * arsinh(sqrt(qa_i . ka_j)))`` over unmasked ``j``. See module doc.
 
     With ``near_ratio`` (θ) the pairs with ``u^2 <= θ M`` are left out as well and the call returns
-    ``(lse, near)``: ``near`` holds their flat indices ``i * K + j`` (int64, no gradient). A row
-    with no pair left has ``lse = -inf`` and zero gradient.
+    ``(lse, near)``: ``near`` holds their flat indices ``i * K + j`` (int64, no gradient), in
+    row-major order; on the device path (:func:`keep_near_flags`) it has :func:`near_capacity`
+    entries, padded with -1, and only the pairs it lists are left out. A row with no pair left has
+    ``lse = -inf`` and zero gradient. ``alpha`` may be a float or a 0-dim tensor (not read on the host).
     """
 
     @staticmethod
@@ -167,7 +191,7 @@ class PoincareNegativeLogSumExp(torch.autograd.Function):
         num_rows, num_cols = qa.shape[0], ka.shape[0]
         rows_per_block = min(num_rows, max(MIN_BLOCK_ROWS, block_elements // max(num_cols, 1)))
         floor = _u2_floor(qa.dtype)
-        half_alpha = 0.5 * float(alpha)
+        half_alpha = 0.5 * (alpha.detach() if isinstance(alpha, Tensor) else float(alpha))  # a tensor: no host read
         lse = qa.new_empty(num_rows)
         grad_qa = torch.empty_like(qa) if need_q else None
         coef_all = qa.new_empty(num_rows, num_cols) if need_k else None
@@ -176,8 +200,11 @@ class PoincareNegativeLogSumExp(torch.autograd.Function):
         y_buf, r_buf = workspace.buffers(rows_per_block, num_cols, qa)
         # +inf on the masked pairs: y, and with it L, is +inf there (an addition, cheaper than a fill)
         mask_shift = None if mask is None else torch.zeros_like(mask, dtype=qa.dtype).masked_fill_(mask, float("inf"))
-        one_sync = near_ratio is not None and keep_near_flags(qa.device)
-        near_all = workspace.flags(num_rows, num_cols, qa.device) if one_sync else None
+        device_path = near_ratio is not None and keep_near_flags(qa.device)
+        near_all = workspace.flags(num_rows, num_cols, qa.device) if device_path else None
+        capacity = near_capacity(num_rows, num_cols)
+        # device path: near pairs flagged so far, counted on the device
+        flagged = torch.zeros(1, dtype=torch.long, device=qa.device) if device_path else None
         near_parts: List[Tensor] = []
         # M_ij = norm_q[i] . norm_k_t[:, j]: two rank-1 terms (contiguous, for fast broadcasting)
         norm_q, norm_k_t = qa[:, -2:].contiguous(), ka[:, -2:].t().contiguous()
@@ -194,13 +221,21 @@ class PoincareNegativeLogSumExp(torch.autograd.Function):
                 # r = y - θ M; keep = 1 where r > 0, +0.0 where r <= 0 (a near pair; masked ones have r = inf)
                 torch.addcmul(y, norm_q[rows, :1], norm_k_t[:1], value=-near_ratio, out=r)
                 r.addcmul_(norm_q[rows, 1:], norm_k_t[1:], value=-near_ratio)
+                if near_all is not None:
+                    # device path: rows whose near pairs overflow the capacity keep them (r = inf), decided
+                    # from a running count on the device
+                    flags = near_all[rows]
+                    torch.le(r, 0, out=flags)
+                    ends = flags.sum(dim=1).cumsum_(0).add_(flagged)
+                    flagged = ends[-1:]
+                    over = (ends > capacity).unsqueeze(1)
+                    flags.logical_and_(over.logical_not())
+                    r.masked_fill_(over, float("inf"))
                 keep = r.sign_().clamp_min_(0.0).add_(0.0)  # adding +0.0 turns a -0.0 into +0.0
             y.clamp_min_(floor)
             if keep is not None:
                 y.div_(keep)  # near pairs: y = +inf, left out like masked ones
-                if near_all is not None:
-                    torch.eq(keep, 0, out=near_all[rows])
-                elif float(keep.amin()) == 0.0:  # reads a CPU tensor: no device to synchronise
+                if near_all is None and float(keep.amin()) == 0.0:  # the CPU path: no device to synchronise
                     near_parts.append((keep == 0).view(-1).nonzero().squeeze(1) + start * num_cols)
             torch.addcmul(y, y, y, out=r).sqrt_()
             L = y.add_(r).mul_(2).add_(1).log_()  # 2 arsinh(u), in y's memory
@@ -229,7 +264,9 @@ class PoincareNegativeLogSumExp(torch.autograd.Function):
         if near_ratio is None:
             return lse
         if near_all is not None:
-            near_pairs = near_all.view(-1).nonzero().squeeze(1)  # the one device sync of the call
+            # fixed-size output, no device sync; the flags hold at most `capacity` pairs
+            near_pairs = torch.nonzero_static(near_all.view(-1), size=capacity, fill_value=-1).squeeze(1)
+            workspace.near_pairs_flagged = flagged.squeeze(0)
         elif near_parts:
             near_pairs = torch.cat(near_parts)
         else:
@@ -260,10 +297,11 @@ class NearPairsLogSumExp(torch.autograd.Function):
     each chunk of pairs and differentiates that same formula with autograd (with respect to the
     queries, the negatives and ``c``). Pairs are processed ``chunk`` at a time (chunk × D gathered
     entries); what is kept between the passes is O(|P|). Rows without a pair get ``-inf`` (and zero
-    gradient).
+    gradient). Entries of ``pairs`` equal to -1 (the padding of the device path) are skipped: they
+    add nothing to the result or the gradient.
 
     Args (of ``apply``): query (B, D), negatives (K, D), c (0-dim), pairs (|P|,) int64 flat indices
-    ``i * K + j``, temperature (float), chunk (int).
+    ``i * K + j`` or -1, temperature (float), chunk (int).
     """
 
     @staticmethod
@@ -276,15 +314,18 @@ class NearPairsLogSumExp(torch.autograd.Function):
         ctx, query: Tensor, negatives: Tensor, c: Tensor, pairs: Tensor, temperature: float, chunk: int
     ) -> Tensor:
         num_pairs = pairs.shape[0]
+        padding = pairs < 0
+        pairs = pairs.clamp_min(0)  # padding reads pair (0, 0); its logit is -inf and its weight 0
         logits = query.new_empty(num_pairs)
         for start in range(0, num_pairs, chunk):
             part = slice(start, start + chunk)
             logits[part] = NearPairsLogSumExp._chunk_logits(query, negatives, c, pairs[part], temperature)
+        logits.masked_fill_(padding, float("-inf"))
         row = pairs // negatives.shape[0]
         row_max = query.new_full((query.shape[0],), float("-inf")).scatter_reduce_(0, row, logits, "amax")
-        e = logits.sub_(row_max[row]).exp_()
+        e = logits.sub_(row_max[row]).exp_().masked_fill_(padding, 0.0)  # padding: exp(-inf - -inf) = NaN
         total = query.new_zeros(query.shape[0]).index_add_(0, row, e)
-        p = e.div_(total[row])  # d lse_i / d logit_ij
+        p = e.div_(total[row]).masked_fill_(padding, 0.0)  # d lse_i / d logit_ij (padding: 0 / 0)
         ctx.save_for_backward(query, negatives, c, pairs, p)
         ctx.temperature, ctx.chunk = temperature, chunk
         return total.log() + row_max  # log(0) + (-inf) = -inf for rows without pairs
@@ -355,7 +396,7 @@ def poincare_negative_logsumexp(
     lse_far, near_pairs = PoincareNegativeLogSumExp.apply(
         qa, ka, alpha, mask, block_elements, workspace, near_ratio(query.dtype)
     )
-    if near_pairs.numel() == 0:  # the size is known on the host after nonzero: no further sync
+    if near_pairs.numel() == 0:  # the CPU path without near pairs (the device path has a fixed size)
         return lse_far
     chunk = max(MIN_NEAR_CHUNK, block_elements // (query.shape[1] + 2))
     lse_near = NearPairsLogSumExp.apply(query, negatives, c, near_pairs, float(temperature), chunk)

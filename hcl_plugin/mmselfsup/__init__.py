@@ -6,12 +6,17 @@ Load them from a config with::
 
 Registered in MMSelfSup's registries (``default_scope='mmselfsup'``):
 
-- ``MODELS``: ``HCLMoCoV2``, ``HCLDenseCL`` (algorithms), ``PoincareNeck``, ``HyperbolicContrastiveHead``;
-- ``DATASETS``: ``SceneBoxDataset`` (COCO JSON / COCO-format proposals / OpenImages CSV);
-- ``TRANSFORMS``: ``SampleSceneObjectBoxes``, ``SceneObjectMultiView``;
-- ``HOOKS``: ``HCLLambdaWarmupHook``;
-- UHML (:mod:`hcl_plugin.mmselfsup.uhml`): ``UHML`` and ``UHMLNeck`` (``MODELS``), ``UHMLImageFolder``
-  (``DATASETS``), ``UHMLBalancedBatchSampler`` (``DATA_SAMPLERS``), ``UHMLReclusterHook`` (``HOOKS``).
+- ``MODELS``: ``HCLMoCoV2``, ``HCLDenseCL`` (:mod:`~hcl_plugin.mmselfsup.algorithms`), ``PoincareNeck``
+  (:mod:`~hcl_plugin.mmselfsup.necks`), ``HyperbolicContrastiveHead`` (:mod:`~hcl_plugin.mmselfsup.heads`);
+  UHML's ``UHML`` and ``UHMLNeck`` (:mod:`~hcl_plugin.mmselfsup.uhml_model`);
+- ``DATASETS`` (:mod:`~hcl_plugin.mmselfsup.datasets`): ``SceneBoxDataset`` (COCO JSON / COCO-format
+  proposals / OpenImages CSV) and UHML's ``UHMLImageFolder`` (a retrieval image tree, class halves);
+- ``TRANSFORMS`` (:mod:`~hcl_plugin.mmselfsup.transforms`): ``SampleSceneObjectBoxes``, ``SceneObjectMultiView``;
+- ``DATA_SAMPLERS`` (:mod:`~hcl_plugin.mmselfsup.samplers`): UHML's ``UHMLBalancedBatchSampler``;
+- ``HOOKS`` (:mod:`~hcl_plugin.mmselfsup.hooks`): ``HCLLambdaWarmupHook`` and UHML's ``UHMLReclusterHook``.
+
+UHML (docs/uhml_mmengine.md) is built on the framework-free :mod:`hcl_plugin.uhml`; the old module
+``hcl_plugin.mmselfsup.uhml`` is a deprecated alias, kept for one release.
 
 Importing this package also makes MMEngine's local checkpoint loading work under torch >= 2.6
 (:mod:`hcl_plugin.mmengine_support.checkpoint_loading`) and lets :mod:`hcl_plugin.eval` / ``tools/analyze.py``
@@ -22,12 +27,13 @@ read these checkpoints (:mod:`hcl_plugin.mmselfsup.eval_adapter`). The framework
 from hcl_plugin.mmengine_support import checkpoint_loading
 from hcl_plugin.mmselfsup import compat, eval_adapter
 from hcl_plugin.mmselfsup.algorithms import HCLDenseCL, HCLMoCoV2
-from hcl_plugin.mmselfsup.datasets import SceneBoxDataset
+from hcl_plugin.mmselfsup.datasets import SceneBoxDataset, UHMLImageFolder
 from hcl_plugin.mmselfsup.heads import HyperbolicContrastiveHead
-from hcl_plugin.mmselfsup.hooks import HCLLambdaWarmupHook
+from hcl_plugin.mmselfsup.hooks import HCLLambdaWarmupHook, UHMLReclusterHook
 from hcl_plugin.mmselfsup.necks import PoincareNeck
+from hcl_plugin.mmselfsup.samplers import UHMLBalancedBatchSampler
 from hcl_plugin.mmselfsup.transforms import SampleSceneObjectBoxes, SceneObjectMultiView
-from hcl_plugin.mmselfsup.uhml import UHML, UHMLBalancedBatchSampler, UHMLImageFolder, UHMLNeck, UHMLReclusterHook
+from hcl_plugin.mmselfsup.uhml_model import UHML, UHMLNeck
 
 compat.drop_missing_registry_locations()
 checkpoint_loading.install()

@@ -1,4 +1,4 @@
-"""``SceneBoxDataset``: scene images with boxes for HCL pretraining, registered in MMSelfSup's ``DATASETS``.
+"""``SceneBoxDataset`` (HCL) and ``UHMLImageFolder`` (UHML): data sets registered in MMSelfSup's ``DATASETS``.
 
 Boxes come from a COCO-format JSON (ground truth, or the unsupervised proposals the paper uses on
 COCO, written by ``tools/make_proposals.py``) or an OpenImages box CSV, read by the framework-free
@@ -19,20 +19,25 @@ the annotation file (see :mod:`hcl_plugin.data.readers`), the image folder, with
 ``on_missing_image='raise'`` every image file, and that at least one image has enough boxes for the
 ``'resample'``/``'raise'`` policy of ``SampleSceneObjectBoxes`` (otherwise MMEngine would only say
 "Cannot find valid image after 1000!").
+
+``UHMLImageFolder`` lists a retrieval image tree (``root/<class>/<img>`` or
+``root/<superclass>/<class>/<img>``) as the framework-free :class:`hcl_plugin.uhml.RetrievalImageFolder`
+does, split by class halves, and adds each item's ``dataset_index`` for the UHML loss.
 """
 
 from __future__ import annotations
 
 import os
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 from mmengine.dataset import BaseDataset
 from mmselfsup.registry import DATASETS
 
 from hcl_plugin.data.readers import SceneRecord, read_coco, read_openimages, read_proposal_boxes
+from hcl_plugin.uhml.image_folder import LAYOUTS, RetrievalImageFolder, detect_layout
 
-__all__ = ["SceneBoxDataset", "ANNOTATION_FORMATS"]
+__all__ = ["SceneBoxDataset", "ANNOTATION_FORMATS", "UHMLImageFolder", "detect_layout"]
 
 ANNOTATION_FORMATS = ("coco", "openimages")
 def _step_type(step: Any) -> Optional[str]:
@@ -190,3 +195,56 @@ class SceneBoxDataset(BaseDataset):
 
     def get_cat_ids(self, idx: int) -> Sequence[int]:
         return [int(x) for x in self.get_data_info(idx)["gt_bboxes_labels"]]
+
+
+@DATASETS.register_module()
+class UHMLImageFolder(BaseDataset):
+    """Retrieval image folder for MMEngine: ``data_root/<class>/<img>`` or ``data_root/<super>/<class>/<img>``.
+
+    Listing and splitting are those of :class:`~hcl_plugin.uhml.RetrievalImageFolder`: classes in
+    sorted order, ``split='train'`` the first ``num_classes // 2`` classes (the UHML / deep metric
+    learning protocol: CUB classes 1-100), ``'test'`` the rest, ``'all'`` everything. Each item is
+    ``dict(img_path=..., gt_label=<class index, unused by UHML>, dataset_index=<the index the batch
+    sampler drew>)``, which ``PackSelfSupInputs(meta_keys=['img_path', 'dataset_index'])`` must pack
+    for :class:`~hcl_plugin.mmselfsup.uhml_model.UHML`. (MMEngine's own ``sample_idx`` cannot be packed as a meta key: MMSelfSup's
+    ``SelfSupDataSample.sample_idx`` is a property that only accepts ``InstanceData``.)
+
+    Args:
+        data_root: the top folder (e.g. ``data/CUB_200_2011/images``).
+        layout: ``'class'``, ``'superclass/class'`` or ``'auto'`` (detected from the first folder).
+        split: ``'train'``, ``'test'`` or ``'all'``.
+        pipeline, serialize_data, lazy_init, max_refetch, indices: as in ``mmengine.dataset.BaseDataset``.
+
+    Raises:
+        FileNotFoundError: ``data_root`` missing; ValueError: unknown layout/split, no classes, a
+        class folder without images (named), an empty split.
+    """
+
+    def __init__(self, data_root: str, layout: str = "auto", split: str = "train", pipeline: Sequence = (),
+                 serialize_data: bool = True, lazy_init: bool = False, max_refetch: int = 1000,
+                 indices: Optional[Union[int, Sequence[int]]] = None, **kwargs: Any) -> None:
+        if layout != "auto" and layout not in LAYOUTS:
+            raise ValueError(f"UHMLImageFolder: layout must be 'auto' or one of {LAYOUTS}, got {layout!r}")
+        self.layout = layout
+        self.split = split
+        super().__init__(data_root=data_root, pipeline=list(pipeline), serialize_data=serialize_data,
+                         lazy_init=lazy_init, max_refetch=max_refetch, indices=indices, **kwargs)
+
+    def load_data_list(self) -> List[dict]:
+        root = os.fspath(self.data_root)
+        if not os.path.isdir(root):
+            raise FileNotFoundError(f"UHMLImageFolder: data_root {root!r} does not exist or is not a folder")
+        layout = detect_layout(root) if self.layout == "auto" else self.layout
+        folder = RetrievalImageFolder(root, layout=layout, split=self.split)
+        if not folder.samples:
+            raise ValueError(f"UHMLImageFolder: split {self.split!r} of {root!r} is empty "
+                             f"({folder.num_classes} class(es) in all; 'train' needs at least 2)")
+        self._metainfo["classes"] = tuple(folder.class_names)
+        self._metainfo["layout"] = layout
+        return [dict(img_path=path, gt_label=label) for path, label in folder.samples]
+
+    def get_data_info(self, idx: int) -> dict:
+        """The item's info with ``dataset_index`` = MMEngine's ``sample_idx`` (the index the sampler drew)."""
+        info = super().get_data_info(idx)
+        info["dataset_index"] = info["sample_idx"]
+        return info

@@ -10,7 +10,9 @@ never executed: a file whose text holds anything else is refused.
 * ``neck.mlp.{0,2}.*`` (``MoCoV2Neck`` / ``DenseCLNeck`` global branch) -> ``projection_head.layers.{0,2}.*``;
 * ``hyp_neck.head.*`` (``PoincareNeck``) -> ``hyperbolic_head.*``;
 * ``backbone = resnet<depth>``, the heads' widths, ``c``, ``clip_r``, ``feature_scale``,
-  ``learn_scale`` from ``model``, ``image_size`` from the object views' ``RandomResizedCrop``.
+  ``learn_scale`` from ``model``, ``image_size`` from the object views' ``RandomResizedCrop``; ``c`` from
+  ``model.curvature`` (a number or ``dict(c=...)``; a learnable one is read from ``curvature.log_c``
+  in the state dict), or from ``model.hyp_neck.c`` in configs written before ``model.curvature``.
 
 The adapter also brings the stand-ins of MMEngine's message-hub types
 (:func:`hcl_plugin.mmengine_support.checkpoint_loading.mmengine_stand_ins`: ``HistoryBuffer`` rebuilt from
@@ -49,6 +51,16 @@ def _image_size(cfg: ConfigDict) -> int:
     return 224
 
 
+def _curvature(model: ConfigDict, state: Mapping[str, Any]) -> float:
+    """The curvature ``c`` of an HCL checkpoint: learned (``curvature.log_c``) or configured, else 0.05."""
+    spec = model.get("curvature", model.get("hyp_neck", {}).get("c", 0.05))
+    spec = spec if isinstance(spec, Mapping) else {"c": spec}
+    if "curvature.log_c" in state:
+        learned = float(torch.as_tensor(state["curvature.log_c"]).exp())
+        return min(max(learned, spec.get("min_c", 1e-4)), spec.get("max_c", 1e4))  # Curvature's clamp
+    return float(spec.get("c", 0.05))
+
+
 def _convert(checkpoint: Mapping[str, Any]) -> Tuple[Dict[str, torch.Tensor], Dict[str, Any]]:
     try:
         cfg = ConfigDict(parse_config_text(checkpoint["meta"]["cfg"]))
@@ -74,9 +86,10 @@ def _convert(checkpoint: Mapping[str, Any]) -> Tuple[Dict[str, torch.Tensor], Di
     }
     if "hyp_neck" in model:
         neck = model.hyp_neck
-        hp.update(hyp_hidden_dim=neck.hid_channels, hyp_output_dim=neck.out_channels, c=neck.c,
-                  clip_r=neck.get("clip_r"), feature_scale=neck.get("feature_scale"),
-                  learn_scale=neck.get("learn_scale", False), lambda_hyp=model.get("hyp_lambda"))
+        hp.update(hyp_hidden_dim=neck.hid_channels, hyp_output_dim=neck.out_channels,
+                  c=_curvature(model, checkpoint["state_dict"]), clip_r=neck.get("clip_r"),
+                  feature_scale=neck.get("feature_scale"), learn_scale=neck.get("learn_scale", False),
+                  lambda_hyp=model.get("lambda_hyp", model.get("hyp_lambda")))
     return state, hp
 
 

@@ -13,12 +13,13 @@ queue of earlier object keys. A thin wrapper over :class:`hcl_plugin.losses.Hype
 
 from __future__ import annotations
 
-from typing import Optional
+from typing import Optional, Union
 
 from mmengine.model import BaseModule
 from mmselfsup.registry import MODELS
 from torch import Tensor
 
+from hcl_plugin.geometry import Curvature
 from hcl_plugin.losses import HyperbolicInfoNCELoss
 
 __all__ = ["HyperbolicContrastiveHead"]
@@ -30,14 +31,25 @@ class HyperbolicContrastiveHead(BaseModule):
 
     Args:
         temperature: τ (official HCL: 0.2, the same as the Euclidean branch).
-        c: curvature magnitude; must equal the ``PoincareNeck``'s (the algorithm checks).
+        c: curvature magnitude, or a :class:`~hcl_plugin.geometry.Curvature` shared with the neck.
+            Inside ``HCLMoCoV2`` / ``HCLDenseCL`` the algorithm passes its own (``model.curvature``);
+            leave ``c`` unset there.
     """
 
-    def __init__(self, temperature: float = 0.2, c: float = 0.05) -> None:
+    def __init__(self, temperature: float = 0.2, c: Union[float, Curvature] = 0.05) -> None:
         super().__init__()
-        self.c = float(c)
         self.temperature = float(temperature)
         self.loss = HyperbolicInfoNCELoss(temperature=temperature, c=c)
+
+    @property
+    def curvature(self) -> Curvature:
+        """The :class:`~hcl_plugin.geometry.Curvature` of the ball (the loss's)."""
+        return self.loss.curvature
+
+    @property
+    def c(self) -> Union[float, Tensor]:
+        """The curvature magnitude: a float when fixed, a 0-dim tensor when learnable."""
+        return self.loss.curvature()
 
     def forward(self, query: Tensor, key: Tensor, negatives: Optional[Tensor] = None) -> Tensor:
         """Mean loss; ``query``/``key`` ``(N, D)`` and ``negatives`` ``(K, D)`` points in the ball."""

@@ -21,6 +21,7 @@ from mmengine.model import BaseModule
 from mmselfsup.registry import MODELS
 from torch import Tensor, nn
 
+from hcl_plugin.geometry import Curvature
 from hcl_plugin.modules import PoincareProjectionHead
 
 __all__ = ["PoincareNeck"]
@@ -34,7 +35,9 @@ class PoincareNeck(BaseModule):
         in_channels: channels of the last backbone stage (2048 for ResNet-50).
         hid_channels: hidden width of the MLP (official HCL: 2048).
         out_channels: dimension of the ball (official HCL: 128).
-        c: curvature magnitude (official HCL: 0.05, ball radius ``1/sqrt(c)``).
+        c: curvature magnitude (official HCL: 0.05, ball radius ``1/sqrt(c)``), or a
+            :class:`~hcl_plugin.geometry.Curvature` shared with other modules. Inside ``HCLMoCoV2`` /
+            ``HCLDenseCL`` the algorithm passes its own (``model.curvature``); leave ``c`` unset there.
         clip_r: feature-clipping radius before ``expmap0``; ``None`` = no clipping.
         feature_scale: initial scale of the MLP output; ``None`` = no scaling. A learnable scale
             (MERU-style) keeps the norms in the informative range (docs/background.md).
@@ -44,6 +47,10 @@ class PoincareNeck(BaseModule):
 
     ``forward`` takes the backbone's tuple of stages and returns a 1-tuple ``(z,)`` like MMSelfSup's
     necks; :attr:`stats` holds the head's health tensors (clipped fraction, norm range).
+
+    Raises:
+        ValueError: ``c <= 0`` (from :class:`~hcl_plugin.geometry.Curvature`), ``clip_r`` or
+            ``feature_scale`` <= 0.
     """
 
     def __init__(
@@ -51,7 +58,7 @@ class PoincareNeck(BaseModule):
         in_channels: int = 2048,
         hid_channels: int = 2048,
         out_channels: int = 128,
-        c: float = 0.05,
+        c: Union[float, Curvature] = 0.05,
         clip_r: Optional[float] = None,
         feature_scale: Optional[float] = None,
         learn_scale: bool = False,
@@ -59,15 +66,23 @@ class PoincareNeck(BaseModule):
         init_cfg: Optional[Union[dict, List[dict]]] = None,
     ) -> None:
         super().__init__(init_cfg=init_cfg)
-        if not c > 0:
-            raise ValueError(f"PoincareNeck: c must be > 0, got {c}")
-        self.c = float(c)
+        self.out_channels = out_channels
         self.with_avg_pool = with_avg_pool
         self.avgpool = nn.AdaptiveAvgPool2d((1, 1)) if with_avg_pool else nn.Identity()
         self.head = PoincareProjectionHead(
-            in_channels, hid_channels, out_channels, c=self.c, clip_r=clip_r,
+            in_channels, hid_channels, out_channels, c=c, clip_r=clip_r,
             feature_scale=feature_scale, learn_scale=learn_scale,
         )
+
+    @property
+    def curvature(self) -> Curvature:
+        """The :class:`~hcl_plugin.geometry.Curvature` of the ball (the projection head's)."""
+        return self.head.curvature
+
+    @property
+    def c(self) -> Union[float, Tensor]:
+        """The curvature magnitude: a float when fixed, a 0-dim tensor when learnable."""
+        return self.head.c
 
     @property
     def stats(self) -> Dict[str, Tensor]:

@@ -10,7 +10,7 @@ from torch import Tensor, nn
 
 from hcl_plugin.geometry import Curvature, clip_features, expmap0
 from hcl_plugin.geometry.poincare import as_curvature, dist0_unchecked
-from hcl_plugin.utils.checks import check_nonempty
+from hcl_plugin.utils.checks import ValueCheckGate, check_nonempty, value_check_due
 
 
 __all__ = ["BallProjection", "PoincareProjectionHead", "ball_health_stats"]
@@ -47,10 +47,16 @@ class BallProjection(nn.Module):
         \qquad \exp_0^c(v) = \tanh(\sqrt c\,\|v\|)\,\frac{v}{\sqrt c\,\|v\|}
 
     Subclasses define the Euclidean map :math:`g` (:meth:`euclidean`): an MLP in
-    :class:`PoincareProjectionHead`, a linear layer in :class:`hcl_plugin.cluster.LinearBallProjection`.
+    :class:`PoincareProjectionHead`, a linear layer in :class:`hcl_plugin.uhml.LinearBallProjection`.
     This base owns the curvature (a :class:`~hcl_plugin.geometry.Curvature`, fixed or learnable), the
     feature scale (stored as its log, learnable or a buffer, as in MERU), the clip radius (feature
     clipping, Guo et al. 2022) and the health metrics of the last forward (:func:`ball_health_stats`).
+
+    Host synchronisations: the health metrics are detached tensors and the curvature is a Python
+    float (fixed) or a tensor that needs no check (learnable), so a forward reads no device value
+    except the finiteness check of the tangent features, which runs when the head's own
+    :class:`~hcl_plugin.utils.checks.ValueCheckGate` is due: every call by default, every ``n``-th
+    under :func:`~hcl_plugin.utils.checks.set_value_check_interval` ``(n)`` (docs/numerics.md).
 
     Args:
         c: curvature magnitude (float, or a :class:`Curvature` to learn it).
@@ -80,6 +86,7 @@ class BallProjection(nn.Module):
         else:
             self.register_buffer("log_scale", torch.tensor(math.log(feature_scale)))
         self.stats: Dict[str, Tensor] = {}
+        self.value_check_gate = ValueCheckGate()
 
     @property
     def c(self) -> Union[float, Tensor]:
@@ -90,18 +97,24 @@ class BallProjection(nn.Module):
         """The Euclidean map :math:`g` before scaling (defined by subclasses)."""
         raise NotImplementedError
 
-    def scale_and_clip(self, v: Tensor) -> Tensor:
-        r""":math:`\operatorname{clip}_r(e^{\log s} v)` (each step only when configured)."""
+    def scale_and_clip(self, v: Tensor, check_values: Optional[bool] = None) -> Tensor:
+        r""":math:`\operatorname{clip}_r(e^{\log s} v)` (each step only when configured).
+
+        ``check_values``: run the finiteness check of the clipping (``None``: when the head's gate is due).
+        """
         if self.log_scale is not None:
             v = v * self.log_scale.exp()
         if self.clip_r is not None:
-            v = clip_features(v, self.clip_r)
+            v = clip_features(v, self.clip_r, check_values=value_check_due(self) if check_values is None else check_values)
         return v
 
-    def to_ball(self, v: Tensor) -> Tensor:
-        r""":math:`\exp_0^c(v)` for tangent vectors ``v``; records :attr:`stats` (detached tensors: no device sync)."""
+    def to_ball(self, v: Tensor, check_values: Optional[bool] = None) -> Tensor:
+        r""":math:`\exp_0^c(v)` for tangent vectors ``v``; records :attr:`stats` (detached tensors: no device sync).
+
+        ``check_values``: run the finiteness check of ``v`` (``None``: when the head's gate is due).
+        """
         c = self.curvature()
-        z = expmap0(v, c)
+        z = expmap0(v, c, check_values=value_check_due(self) if check_values is None else check_values)
         self.stats = ball_health_stats(v, z, c, self.clip_r, self.log_scale)
         return z
 
@@ -113,10 +126,11 @@ class BallProjection(nn.Module):
         """Map (B, input) features to (B, output) points strictly inside the ball; records :attr:`stats`.
 
         Raises ``ValueError`` for an empty batch and for NaN/Inf tangent features (named ``v``,
-        from :func:`~hcl_plugin.geometry.expmap0`).
+        from :func:`~hcl_plugin.geometry.expmap0`; a value check, see the class doc).
         """
         check_nonempty(x, "x", type(self).__name__)
-        return self.to_ball(self.to_tangent(x))
+        check_values = value_check_due(self)  # one decision per forward, for the clipping and expmap0
+        return self.to_ball(self.scale_and_clip(self.euclidean(x), check_values), check_values)
 
     def extra_repr(self) -> str:
         return f"clip_r={self.clip_r}"

@@ -1,9 +1,9 @@
 # UHML (Unsupervised Hyperbolic Metric Learning, Yan et al. CVPR 2021) on MMEngine: shared model, data and
 # re-clustering settings. Derived configs set data_root, image sizes, backbone width and the schedule.
-# Components: hcl_plugin/mmselfsup/uhml.py (docs/uhml_mmengine.md).
+# Components: hcl_plugin/mmselfsup/uhml_model.py, datasets.py, samplers.py, hooks.py (docs/uhml_mmengine.md).
 _base_ = ['mmselfsup::selfsup/_base_/default_runtime.py']
 
-custom_imports = dict(imports=['hcl_plugin.mmselfsup', 'hcl_plugin.mmselfsup.uhml'], allow_failed_imports=False)
+custom_imports = dict(imports=['hcl_plugin.mmselfsup'], allow_failed_imports=False)
 
 model = dict(
     type='UHML',

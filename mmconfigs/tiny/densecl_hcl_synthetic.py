@@ -7,10 +7,10 @@ _base_ = [
     '../_base_/datasets/synthetic_hcl-scenes.py',
     '../_base_/schedule_tiny-cpu.py',
 ]
-find_unused_parameters = True
+find_unused_parameters = True  # as MMSelfSup's DenseCL config
+# ResNet-18: 512 channels in the last stage; the hyperbolic queue is as long as queue_len
 model = dict(
     queue_len=4096,
-    hyp_queue_len=4096,
     backbone=dict(depth=18),
     neck=dict(in_channels=512, hid_channels=512),
     hyp_neck=dict(in_channels=512, hid_channels=512))

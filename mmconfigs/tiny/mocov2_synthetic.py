@@ -5,9 +5,4 @@ _base_ = [
     '../_base_/schedule_tiny-cpu.py',
 ]
 model = dict(queue_len=4096, backbone=dict(depth=18), neck=dict(in_channels=512, hid_channels=512))
-train_dataloader = dict(dataset=dict(pipeline=[
-    dict(type='LoadSceneImageFromFile'),  # hcl_plugin's loader: same pixels as the Lightly path
-    {{_base_.box_sampler}},
-    dict(type='SceneObjectMultiView', object_transforms={{_base_.object_view_pipeline}}, hyperbolic_views=False),
-    dict(type='PackSelfSupInputs', meta_keys=['img_path']),
-]))
+train_dataloader = dict(dataset=dict(pipeline=_base_.baseline_pipeline))

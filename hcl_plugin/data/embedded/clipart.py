@@ -27,7 +27,7 @@ Images. Each drawing is composited over a white background with its alpha channe
 (:math:`I = \\alpha F + (1 - \\alpha) \\cdot 255`), scaled so its longer side is ``image_size`` pixels
 (Lanczos, aspect ratio kept), centred on a white ``image_size`` x ``image_size`` square and written as
 RGB PNG to ``root/<superclass>/<class>/<name>.png``, the ``layout="superclass/class"`` of
-:class:`hcl_plugin.eval.RetrievalImageFolder`, whose sorted class halves are the class-disjoint
+:class:`hcl_plugin.uhml.RetrievalImageFolder`, whose sorted class halves are the class-disjoint
 training / held-out split (the first classes in alphabetical ``superclass/class`` order train).
 
 Fetching. The ``.deb`` goes to ``<cache>/debs`` (``$HCL_PLUGIN_CACHE`` or ``~/.cache/hcl_plugin``) with

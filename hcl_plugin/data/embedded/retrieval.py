@@ -5,7 +5,7 @@ set is built from the project's Animal-MNIST silhouettes
 (:func:`hcl_plugin.data.embedded.animal_mnist.load_animal_mnist`):
 ``root/animal_mnist_<n>/<class>/<index>.png``, the first ``n`` images of each of the ten classes
 (28 x 28 grayscale PNGs, 0 = background), written once. Read it with
-:class:`hcl_plugin.eval.RetrievalImageFolder` (``layout="class"``).
+:class:`hcl_plugin.uhml.RetrievalImageFolder` (``layout="class"``).
 
 Ten classes are too few for the usual class-disjoint protocol with many classes per half: the
 sorted halves give 5 training classes (bear, bird, cat, cow, dog) and 5 held-out classes

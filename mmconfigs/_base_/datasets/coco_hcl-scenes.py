@@ -5,16 +5,18 @@
 #       --out data/coco/proposals/train2017_selective-search.json --workers 32
 # (with ground-truth boxes instead: ann_file='annotations/instances_train2017.json').
 # Four views per image: two MoCo-v2 views of one object crop (the baseline's), the scene crop and
-# the object crop resized to 224 without a random crop (the hyperbolic pair).
+# the object crop resized to input_size without a random crop (the hyperbolic pair).
+# The pipelines are written here once; synthetic_hcl-scenes.py derives its 64 px version from them.
 custom_imports = dict(imports=['hcl_plugin.mmselfsup'], allow_failed_imports=False)
 
 dataset_type = 'SceneBoxDataset'
 data_root = 'data/coco/'
 input_size = 224
 
-# MMSelfSup's MoCo-v2 view pipeline (configs/selfsup/_base_/datasets/imagenet_mocov2.py)
-object_view_pipeline = [
-    dict(type='RandomResizedCrop', size=input_size, scale=(0.2, 1.), backend='pillow'),
+# MMSelfSup's MoCo-v2 augmentations (configs/selfsup/_base_/datasets/imagenet_mocov2.py) after the
+# first step, which sets the view size: a random resized crop for the object views, a plain resize
+# for the hyperbolic views (official HCL)
+photometric_augmentations = [
     dict(type='RandomApply',
          transforms=[dict(type='ColorJitter', brightness=0.4, contrast=0.4, saturation=0.4, hue=0.1)],
          prob=0.8),
@@ -22,16 +24,10 @@ object_view_pipeline = [
     dict(type='RandomGaussianBlur', sigma_min=0.1, sigma_max=2.0, prob=0.5),
     dict(type='RandomFlip', prob=0.5),
 ]
-# the hyperbolic views: resize (no random crop) + the same photometric augmentations (official HCL)
-scene_view_pipeline = [
-    dict(type='Resize', scale=(input_size, input_size), keep_ratio=False, backend='pillow'),
-    dict(type='RandomApply',
-         transforms=[dict(type='ColorJitter', brightness=0.4, contrast=0.4, saturation=0.4, hue=0.1)],
-         prob=0.8),
-    dict(type='RandomGrayscale', prob=0.2, keep_channels=True, channel_weights=(0.114, 0.587, 0.2989)),
-    dict(type='RandomGaussianBlur', sigma_min=0.1, sigma_max=2.0, prob=0.5),
-    dict(type='RandomFlip', prob=0.5),
-]
+object_view_pipeline = [dict(type='RandomResizedCrop', size=input_size, scale=(0.2, 1.), backend='pillow'),
+                        *photometric_augmentations]
+scene_view_pipeline = [dict(type='Resize', scale=(input_size, input_size), keep_ratio=False, backend='pillow'),
+                       *photometric_augmentations]
 # official HCL box rules: boxes >= 56x56 px, >= 2 boxes per image (else another image is drawn),
 # scene = union of 2-5 boxes + the object, small objects expanded towards 256 px
 box_sampler = dict(type='SampleSceneObjectBoxes', min_box_size=56, min_boxes=2, scene_boxes=(2, 5),
@@ -43,6 +39,10 @@ train_pipeline = [
          scene_transforms=scene_view_pipeline, hyperbolic_views=True),
     dict(type='PackSelfSupInputs', meta_keys=['img_path']),
 ]
+# the baselines' pipeline (mocov2_coco.py, densecl_coco.py, ...): the same object views of the same
+# crops, no scene views
+baseline_pipeline = [dict(step, hyperbolic_views=False) if step['type'] == 'SceneObjectMultiView' else step
+                     for step in train_pipeline]
 train_dataloader = dict(
     batch_size=32,
     num_workers=8,

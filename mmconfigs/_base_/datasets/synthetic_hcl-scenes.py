@@ -1,39 +1,36 @@
 # The embedded Animal-MNIST scene set (CPU-scale proxy for COCO), built once with
 #   python -m hcl_plugin.data.embedded.scenes --out data/embedded
-# (`make demo` builds the same set). 256 px scenes, 2-5 animals each, exact boxes; small crops and
-# 64 px views so a few hundred iterations run in minutes on a CPU.
+# (`make demo` builds the same set). 256 px scenes, 2-5 animals each, exact boxes; the COCO pipelines
+# of coco_hcl-scenes.py with smaller crops and 64 px views, so a few hundred iterations run in
+# minutes on a CPU.
 _base_ = ['./coco_hcl-scenes.py']
 
 data_root = 'data/embedded/'
 input_size = 64
-object_view_pipeline = [
-    dict(type='RandomResizedCrop', size=input_size, scale=(0.2, 1.), backend='pillow'),
-    dict(type='RandomApply',
-         transforms=[dict(type='ColorJitter', brightness=0.4, contrast=0.4, saturation=0.4, hue=0.1)],
-         prob=0.8),
-    dict(type='RandomGrayscale', prob=0.2, keep_channels=True, channel_weights=(0.114, 0.587, 0.2989)),
-    dict(type='RandomGaussianBlur', sigma_min=0.1, sigma_max=2.0, prob=0.5),
-    dict(type='RandomFlip', prob=0.5),
-]
-scene_view_pipeline = [
-    dict(type='Resize', scale=(input_size, input_size), keep_ratio=False, backend='pillow'),
-    dict(type='RandomApply',
-         transforms=[dict(type='ColorJitter', brightness=0.4, contrast=0.4, saturation=0.4, hue=0.1)],
-         prob=0.8),
-    dict(type='RandomGrayscale', prob=0.2, keep_channels=True, channel_weights=(0.114, 0.587, 0.2989)),
-    dict(type='RandomGaussianBlur', sigma_min=0.1, sigma_max=2.0, prob=0.5),
-    dict(type='RandomFlip', prob=0.5),
-]
-# animals in 256 px scenes are small: the official 56 px rule keeps ~65 % of them (docs/data.md)
-box_sampler = dict(type='SampleSceneObjectBoxes', min_box_size=24, min_boxes=2, scene_boxes=(2, 5),
-                   expand_to=96, too_few_boxes='resample')
-train_pipeline = [
-    dict(type='LoadSceneImageFromFile'),  # hcl_plugin's loader: same pixels as the Lightly path
-    box_sampler,
-    dict(type='SceneObjectMultiView', object_transforms=object_view_pipeline,
-         scene_transforms=scene_view_pipeline, hyperbolic_views=True),
-    dict(type='PackSelfSupInputs', meta_keys=['img_path']),
-]
+# what differs from the COCO pipelines, by transform type: the view size (set by the first step of
+# each view pipeline) and the box rules (animals in 256 px scenes are small: the official 56 px rule
+# keeps ~65 % of them, docs/data.md)
+pipeline_overrides = {
+    'RandomResizedCrop': dict(size=input_size),
+    'Resize': dict(scale=(input_size, input_size)),
+    'SampleSceneObjectBoxes': dict(min_box_size=24, expand_to=96),
+}
+
+
+def _override(step):
+    """``step`` of a COCO pipeline with ``pipeline_overrides`` applied, its view pipelines included."""
+    step = dict(step, **pipeline_overrides.get(step['type'], {}))
+    for key in ('object_transforms', 'scene_transforms'):
+        if key in step:
+            step[key] = [_override(view_step) for view_step in step[key]]
+    return step
+
+
+object_view_pipeline = [_override(step) for step in _base_.object_view_pipeline]
+scene_view_pipeline = [_override(step) for step in _base_.scene_view_pipeline]
+box_sampler = _override(_base_.box_sampler)
+train_pipeline = [_override(step) for step in _base_.train_pipeline]
+baseline_pipeline = [_override(step) for step in _base_.baseline_pipeline]
 train_dataloader = dict(
     batch_size=16,
     num_workers=2,
