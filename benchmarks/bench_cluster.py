@@ -33,6 +33,8 @@ from peak_memory import reset_peak, vm_kib  # benchmarks/peak_memory.py, beside 
 C = 1.0
 
 
+from hcl_plugin.utils.cli import HelpFormatter  # noqa: E402
+
 def planted(n: int, dim: int, fine: int, coarse: int, seed: int, noise: float):
     gen = torch.Generator().manual_seed(seed)
     coarse_centres = 4.0 * torch.randn(coarse, dim, generator=gen, dtype=torch.float64)
@@ -46,15 +48,15 @@ def planted(n: int, dim: int, fine: int, coarse: int, seed: int, noise: float):
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--n", type=int, default=50_000)
-    parser.add_argument("--dim", type=int, default=128)
-    parser.add_argument("--fine", type=int, default=100)
-    parser.add_argument("--coarse", type=int, default=50)
-    parser.add_argument("--counts", type=int, nargs="+", default=None)
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=HelpFormatter)
+    parser.add_argument("--n", type=int, default=50_000, help="points clustered")
+    parser.add_argument("--dim", type=int, default=128, help="dimension of the points")
+    parser.add_argument("--fine", type=int, default=100, help="fine clusters")
+    parser.add_argument("--coarse", type=int, default=50, help="coarse clusters")
+    parser.add_argument("--counts", type=int, nargs="+", default=None, help="cluster counts per level, fine -> coarse (default: --fine --coarse)")
     parser.add_argument("--noise", type=float, default=3.0, help="noise scale (fine offsets 1.5, coarse 4.0)")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--compare-exact", type=int, default=0, metavar="M")
+    parser.add_argument("--seed", type=int, default=0, help="random seed")
+    parser.add_argument("--compare-exact", type=int, default=0, metavar="M", help="also compare against exact Ward on the first M points (0: skip)")
     args = parser.parse_args()
     counts = args.counts or [args.fine, args.coarse]
 

@@ -37,6 +37,8 @@ from hcl_plugin.uhml import similarity_levels
 C, OMEGA = 1.0, 0.1
 
 
+from hcl_plugin.utils.cli import HelpFormatter  # noqa: E402
+
 def four_loop_loss(loss_fn: HierarchicalLogRatioLoss, z: torch.Tensor, levels: torch.Tensor) -> torch.Tensor:
     """Loops over anchor i, positive j, negative l and the level m of the pair (i, l), as the release does."""
     log_d = loss_fn.log_distances(z, torch.tensor(C, dtype=z.dtype))
@@ -69,14 +71,14 @@ def broadcast_loss(loss_fn: HierarchicalLogRatioLoss, z: torch.Tensor, levels: t
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--batch", type=int, default=128)
-    parser.add_argument("--dim", type=int, default=128)
-    parser.add_argument("--per-fine", type=int, default=8)
-    parser.add_argument("--fine-per-coarse", type=int, default=4)
-    parser.add_argument("--repeats", type=int, default=20)
-    parser.add_argument("--loop-repeats", type=int, default=1)
-    parser.add_argument("--seed", type=int, default=0)
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=HelpFormatter)
+    parser.add_argument("--batch", type=int, default=128, help="embeddings per batch")
+    parser.add_argument("--dim", type=int, default=128, help="embedding dimension")
+    parser.add_argument("--per-fine", type=int, default=8, help="instances per fine class")
+    parser.add_argument("--fine-per-coarse", type=int, default=4, help="fine classes per coarse class")
+    parser.add_argument("--repeats", type=int, default=20, help="timed repetitions")
+    parser.add_argument("--loop-repeats", type=int, default=1, help="repetitions of the reference loop implementation")
+    parser.add_argument("--seed", type=int, default=0, help="random seed")
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     args = parser.parse_args()
     if args.threads:

@@ -36,6 +36,8 @@ from peak_memory import peak_rise_mib  # benchmarks/peak_memory.py, beside this 
 C, TAU = 0.05, 0.2
 
 
+from hcl_plugin.utils.cli import HelpFormatter  # noqa: E402
+
 def timed(fn: Callable[[], None]) -> float:
     start = time.perf_counter()
     fn()
@@ -126,16 +128,16 @@ def measure(cases: Dict[str, Callable[[], None]], repeats: int) -> Dict[str, Dic
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--batch", type=int, default=256)
-    parser.add_argument("--dim", type=int, default=128)
-    parser.add_argument("--ks", type=int, nargs="+", default=[4096, 16384, 65536])
-    parser.add_argument("--repeats", type=int, default=15)
-    parser.add_argument("--geoopt-k", type=int, default=4096)
-    parser.add_argument("--geoopt-repeats", type=int, default=3)
-    parser.add_argument("--no-geoopt", action="store_true")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--out", default="outputs/bench_loss.json")
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=HelpFormatter)
+    parser.add_argument("--batch", type=int, default=256, help="queries per batch")
+    parser.add_argument("--dim", type=int, default=128, help="embedding dimension")
+    parser.add_argument("--ks", type=int, nargs="+", default=[4096, 16384, 65536], help="queue lengths timed")
+    parser.add_argument("--repeats", type=int, default=15, help="timed repetitions")
+    parser.add_argument("--geoopt-k", type=int, default=4096, help="queue length of the geoopt comparison")
+    parser.add_argument("--geoopt-repeats", type=int, default=3, help="timed repetitions of the geoopt comparison")
+    parser.add_argument("--no-geoopt", action="store_true", help="skip the geoopt comparison")
+    parser.add_argument("--seed", type=int, default=0, help="random seed")
+    parser.add_argument("--out", default="outputs/bench_loss.json", help="report (JSON file)")
     parser.add_argument("--memory-only", choices=["queue", "in-batch", "geoopt"], help=argparse.SUPPRESS)
     parser.add_argument("--k", type=int, default=0, help=argparse.SUPPRESS)
     args = parser.parse_args()

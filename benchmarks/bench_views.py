@@ -10,7 +10,7 @@ Per image and interleaved (HCL then MoCo on image i, the order alternating betwe
   worker does per image;
 * ``transform_only``: the same on an already decoded image.
 
-Both run with one torch thread, as in a DataLoader worker. Target (issue 3): HCL / MoCo <= 1.5. Then
+Both run with one torch thread, as in a DataLoader worker. Target: HCL / MoCo <= 1.5. Then
 selective search ('fast', ORL filter) runs on ``--proposal-images`` images, one process: images/s.
 By default the images are a fresh embedded set (``hcl_plugin.data.embedded.scenes``) of ``--num-images``
 scenes of ``--image-size`` px; its generation time is reported too.
@@ -38,6 +38,8 @@ from hcl_plugin.data.views import HCLViews, MoCoV2TwoViews
 
 TARGET_RATIO = 1.5
 
+
+from hcl_plugin.utils.cli import HelpFormatter  # noqa: E402
 
 def _summary(times: List[float]) -> Dict[str, float]:
     return {"median_ms": 1e3 * statistics.median(times), "mean_ms": 1e3 * statistics.fmean(times)}
@@ -110,16 +112,16 @@ def bench_proposals(records, count: int) -> Dict[str, object]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=HelpFormatter)
     parser.add_argument("--data", type=Path, default=None, help="existing set: DIR/images + DIR/annotations.json")
     parser.add_argument("--num-images", type=int, default=64, help="images timed (with >= 2 usable boxes)")
-    parser.add_argument("--image-size", type=int, default=256)
-    parser.add_argument("--view-size", type=int, default=224)
-    parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--proposal-images", type=int, default=8)
+    parser.add_argument("--image-size", type=int, default=256, help="side of the embedded images built for timing")
+    parser.add_argument("--view-size", type=int, default=224, help="side of every view")
+    parser.add_argument("--repeats", type=int, default=3, help="timed repetitions")
+    parser.add_argument("--proposal-images", type=int, default=8, help="images timed with selective-search proposals")
     parser.add_argument("--synthetic-images", type=int, default=1000,
                         help="also time building an embedded set of this many scenes (0: skip)")
-    parser.add_argument("--out", type=Path, default=Path("outputs/bench_views.json"))
+    parser.add_argument("--out", type=Path, default=Path("outputs/bench_views.json"), help="report (JSON file)")
     args = parser.parse_args()
     torch.set_num_threads(1)
 

@@ -52,13 +52,12 @@ TINY = dict(backbone="resnet18", proj_hidden_dim=64, proj_output_dim=32, hyp_hid
             feature_scale=32**-0.5, learn_scale=True, image_size=32, memory_bank_size=64, gather_distributed=False)
 
 
+from hcl_plugin.utils.cli import HelpFormatter  # noqa: E402
+
 def moco_hcl_class() -> type:
-    """:class:`hcl_plugin.lightly.models.MoCoHCL` (the example's class before it moved there: ``lightly_examples.moco_hcl``)."""
-    try:
-        from hcl_plugin.lightly.models import MoCoHCL
-    except ImportError:  # an older checkout
-        sys.path.insert(0, str(ROOT / "lightly_examples"))
-        from moco_hcl import MoCoHCL  # type: ignore[no-redef]
+    """:class:`hcl_plugin.lightly.models.MoCoHCL`, the model of ``lightly_examples/moco_hcl.py`` (imported on use)."""
+    from hcl_plugin.lightly.models import MoCoHCL
+
     return MoCoHCL
 
 
@@ -154,12 +153,12 @@ def summary(counter: HostSyncCounter, steps: int) -> Dict[str, Any]:
 
 
 def main(argv: Optional[List[str]] = None) -> Dict[str, Any]:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=HelpFormatter)
     parser.add_argument("--interval", type=int, default=RECOMMENDED_INTERVAL,
                         help="value-check interval of the recommended setting (default %(default)s)")
     parser.add_argument("--steps", type=int, default=1, help="steps counted after the warm-up step")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--out", type=Path, default=ROOT / "outputs" / "host_syncs")
+    parser.add_argument("--seed", type=int, default=0, help="random seed")
+    parser.add_argument("--out", type=Path, default=ROOT / "outputs" / "host_syncs", help="output folder")
     args = parser.parse_args(argv)
     start = time.perf_counter()
     result: Dict[str, Any] = {"model": {"class": "MoCoHCL", **TINY, "batch_size": 4}, "steps": args.steps,

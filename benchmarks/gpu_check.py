@@ -14,8 +14,10 @@ Three parts, each timed and each recorded even when it fails (``"error"`` says w
 2. **Numerics tests**: ``pytest -m cuda`` on the test files that hold tests marked ``cuda``
    (tests/test_cuda_numerics.py and others) on the device; on the CPU with ``HCL_TEST_DEVICE=cpu``.
 3. **Training step**: MoCo-v2 + HCL against MoCo-v2 (λ = 0, the hyperbolic branch not computed),
-   the Lightly model of ``lightly_examples/moco_hcl.py``, interleaved blocks of steps, compute only
-   (synthetic views already on the device); ratio of median step times.
+   the Lightly model of ``lightly_examples/moco_hcl.py``, steps interleaved (HCL, baseline, baseline,
+   HCL, ...), compute only (random views already on the device): ratio of median step times and the
+   arithmetic floor it is held to (backbone work per step, counted from the models);
+   :func:`compare_step_times` of ``benchmarks/bench_train_step.py``.
 
 Writes ``OUT/gpu_check.json`` (every field present; ``null`` where a part does not apply) and
 ``OUT/gpu_check.md`` (the same as tables).
@@ -32,7 +34,7 @@ import subprocess
 import sys
 import time
 import traceback
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Callable, Dict, List, Optional
 
@@ -65,16 +67,17 @@ class Settings:
     step_steps: int
     step_precision: str
     step_queue: int
+    step_warmup: int
 
     @classmethod
     def for_run(cls, device: str, quick: bool) -> "Settings":
         if quick:
             return cls(device, batches=[32], ks=[256, 1024], in_batch=32, dtypes=["fp32", "bf16", "fp16"], repeats=5,
                        compile_backend="eager" if device == "cpu" else "inductor", step_backbone="resnet18",
-                       step_image_size=32, step_batch=8, step_steps=4, step_precision="fp32", step_queue=256)
+                       step_image_size=32, step_batch=8, step_steps=4, step_precision="fp32", step_queue=256, step_warmup=1)
         return cls(device, batches=[256, 1024], ks=[4096, 16384, 65536, 262144], in_batch=4096,
                    dtypes=["fp32", "bf16", "fp16"], repeats=20, compile_backend="inductor", step_backbone="resnet50",
-                   step_image_size=224, step_batch=64, step_steps=30, step_precision="bf16", step_queue=65536)
+                   step_image_size=224, step_batch=64, step_steps=30, step_precision="bf16", step_queue=65536, step_warmup=3)
 
 
 def synchronize(device: torch.device) -> None:
@@ -193,13 +196,14 @@ def tests_part(device: torch.device, out: Path, log: Callable[[str], None]) -> d
 
 
 def step_part(settings: Settings, device: torch.device, log: Callable[[str], None]) -> dict:
-    """MoCo-v2 + HCL vs MoCo-v2 step time (the Lightly model), interleaved blocks, compute only."""
-    from benchmarks.train_step import compare_step_times  # noqa: WPS433 (imported late: needs Lightly)
+    """MoCo-v2 + HCL vs MoCo-v2 step time (the Lightly model), steps interleaved, compute only, and the floor."""
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    from bench_train_step import compare_step_times  # imported late: needs Lightly
 
     result = compare_step_times(
         backbone=settings.step_backbone, image_size=settings.step_image_size, batch_size=settings.step_batch,
         steps=settings.step_steps, precision=settings.step_precision, memory_bank_size=settings.step_queue,
-        device=device, log=log,
+        device=device, log=log, warmup=settings.step_warmup,
     )
     return result
 
@@ -246,7 +250,8 @@ def markdown(report: dict) -> str:
         s = step["result"]
         lines.append(f"{s['backbone']}, {s['image_size']} px, batch {s['batch_size']}, {s['precision']}: "
                      f"MoCo-v2 {s['baseline_ms']:.1f} ms, MoCo-v2 + HCL {s['hcl_ms']:.1f} ms, ratio {s['ratio']:.3f}x "
-                     f"(arithmetic floor {s['floor']:.2f}x)")
+                     f"(arithmetic floor {s['floor']:.2f}x, ratio / floor {s['ratio_over_floor']:.3f}; "
+                     f"value checks every {s['value_check_interval']} calls)")
     return "\n".join(lines) + "\n"
 
 
@@ -285,7 +290,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     print(f"\nWrote {args.out / 'gpu_check.json'} and {args.out / 'gpu_check.md'} in {report['seconds']:.0f} s."
           + (f" Failed parts: {', '.join(failed)}." if failed else "")
           + (" Some numerics tests failed: see cuda_tests.xml." if tests_failed else "")
-          + "\nNext: copy the tables of gpu_check.md into the README's GPU section.")
+          + "\nNext: copy the tables of gpu_check.md into docs/benchmarks.md (a GPU section).")
     return 1 if failed or tests_failed else 0
 
 

@@ -1,4 +1,4 @@
-"""HCL vs its baseline under the same budget: pretrain, analyse, compare (issue 5, item 6).
+"""HCL vs its baseline under the same budget: pretrain, analyse, compare.
 
 For each seed, :class:`hcl_plugin.lightly.models.MoCoHCL` (the model of ``lightly_examples/moco_hcl.py``,
 trained as that script does) pretrains MoCo-v2 + HCL (λ = 0.1) and the MoCo-v2 baseline (λ = 0) on
@@ -34,6 +34,8 @@ METRICS = ["norm_spearman", "norm_pearson", "ooc_auroc", "ooc_ap", "linear_top1"
 RUNS = {"hcl": 0.1, "baseline": 0.0}
 
 
+from hcl_plugin.utils.cli import HelpFormatter  # noqa: E402
+
 def pretrain(data: Path, out: Path, seed: int, lambda_hyp: float, minutes: float, steps: int) -> Path:
     final = out / "final.ckpt"
     if not final.exists():
@@ -62,12 +64,12 @@ def summary(values: List[float]) -> str:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=HelpFormatter)
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="one HCL and one baseline run per seed")
     parser.add_argument("--minutes", type=float, default=6.0, help="cap on each run's training time")
     parser.add_argument("--steps", type=int, default=250, help="steps per run (-1: the time cap alone)")
-    parser.add_argument("--data", type=Path, default=Path("data/embedded"))
-    parser.add_argument("--out", type=Path, default=Path("outputs/hcl_vs_baseline"))
+    parser.add_argument("--data", type=Path, default=Path("data/embedded"), help="data-set root (built when missing)")
+    parser.add_argument("--out", type=Path, default=Path("outputs/hcl_vs_baseline"), help="output folder")
     args = parser.parse_args()
     from hcl_plugin.eval.analyze import run_analysis
 

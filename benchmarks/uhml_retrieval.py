@@ -1,12 +1,13 @@
 """UHML retrieval benchmark: Recall@K on held-out clip-art classes vs three controls, over several seeds.
 
-Issue 8, item 5. Data: the embedded clip-art retrieval set (:mod:`hcl_plugin.data.embedded.clipart`,
+Data: the embedded clip-art retrieval set (:mod:`hcl_plugin.data.embedded.clipart`,
 Debian's public-domain ``openclipart-png``, ``superclass/class`` folders); training uses the first
 half of the sorted classes without labels, Recall@K (K = 1, 2, 4, 8, 16, 32; query = gallery minus
 self) is measured on the second half (class-disjoint), with cosine and Poincaré distance.
 
-Methods, each trained with ``lightly_examples/uhml.py`` (same network, initial weights per seed, data,
-augmentation, sampler, optimiser, epochs, batches and image size):
+Methods, each trained with :func:`hcl_plugin.lightly.uhml_training.train_uhml` (what
+``lightly_examples/uhml.py`` runs; same network, initial weights per seed, data, augmentation,
+sampler, optimiser, epochs, batches and image size):
 
 * ``uhml``: hierarchical Ward pseudo-labels at ``--levels`` counts (fine -> coarse) re-clustered every
   epoch, Poincaré hierarchical log-ratio loss (the method);
@@ -18,7 +19,7 @@ augmentation, sampler, optimiser, epochs, batches and image size):
 * ``raw_pixels``: cosine nearest neighbours of the normalised evaluation-transform pixels (no network;
   deterministic, one row).
 
-Target (issue 8): UHML's R@1 above each of ``untrained``, ``flat_kmeans`` and ``euclidean`` by more than
+Target: UHML's R@1 above each of ``untrained``, ``flat_kmeans`` and ``euclidean`` by more than
 the seed spread. Here "more than the seed spread" means ``mean_uhml - mean_other > std_uhml + std_other``
 (sample standard deviations over the seeds, ddof = 1), i.e. the mean ± std intervals do not overlap;
 it is checked for both distances, the Poincaré distance being UHML's own.
@@ -44,13 +45,11 @@ import numpy as np
 import torch
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "lightly_examples"))
-
-import uhml  # noqa: E402  (lightly_examples/uhml.py)
+sys.path.insert(0, str(ROOT))  # run from a checkout without installing
 
 from hcl_plugin.data.embedded.clipart import DEFAULT_CLIPART_RETRIEVAL_DIR, ensure_clipart_retrieval_set  # noqa: E402
 from hcl_plugin.eval import DEFAULT_KS, recall_at_k  # noqa: E402
+from hcl_plugin.lightly.uhml_training import build_parser as uhml_parser, train_uhml, transforms  # noqa: E402
 from hcl_plugin.uhml import RetrievalImageFolder  # noqa: E402
 
 TRAINED_METHODS = ("uhml", "flat_kmeans", "euclidean")
@@ -68,12 +67,15 @@ METRICS = ("cosine", "poincare")
 Recall = Dict[str, Dict[str, float]]  # metric -> str(K) -> recall
 
 
+from hcl_plugin.utils.cli import HelpFormatter  # noqa: E402
+
 def log(message: str, start: float) -> None:
     print(f"[uhml_retrieval {time.perf_counter() - start:7.1f} s] {message}", flush=True)
 
 
 def method_argv(method: str, args: argparse.Namespace, data: Path, seed: int, out: Path) -> List[str]:
-    """Command line of ``lightly_examples/uhml.py`` for one method and seed (identical except the method flags)."""
+    """Command line of :func:`~hcl_plugin.lightly.uhml_training.train_uhml` (``lightly_examples/uhml.py``) for one
+    method and seed (identical except the method flags)."""
     argv = [
         "--data", str(data), "--layout", "superclass/class", "--seed", str(seed), "--out", str(out),
         "--image-size", str(args.image_size), "--epochs", str(args.epochs), "--lr", str(args.lr),
@@ -104,8 +106,8 @@ def reusable_report(argv_run: Sequence[str], out: Path) -> Optional[Dict[str, ob
     if not path.is_file():
         return None
     report = json.loads(path.read_text())
-    wanted = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(uhml.build_parser().parse_args(list(argv_run))).items()}
-    if wanted.get("levels") is None and wanted.get("thresholds") is None:  # uhml.main fills the default in
+    wanted = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(uhml_parser().parse_args(list(argv_run))).items()}
+    if wanted.get("levels") is None and wanted.get("thresholds") is None:  # train_uhml fills the default in
         wanted["levels"] = report.get("args", {}).get("levels")
     if report.get("args") != wanted:
         return None
@@ -116,7 +118,7 @@ def reusable_report(argv_run: Sequence[str], out: Path) -> Optional[Dict[str, ob
 
 def raw_pixel_recall(data: Path, image_size: int, ks: Sequence[int]) -> Recall:
     """Recall@K (cosine) of the held-out images' pixels after the evaluation transform (resize, crop, normalise)."""
-    _, test_tf = uhml.transforms(image_size)
+    _, test_tf = transforms(image_size)
     test = RetrievalImageFolder(data, layout="superclass/class", split="test", transform=test_tf)
     pixels = torch.stack([test[i][0].reshape(-1) for i in range(len(test))])
     recall = recall_at_k(pixels, torch.tensor(test.targets), ks=ks, metric="cosine")
@@ -205,38 +207,38 @@ def plot(summary, ks: Sequence[int], path: Path, title: str) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=HelpFormatter)
     parser.add_argument("--data", type=Path, default=None,
                         help="superclass/class image folder (default: build the embedded clip-art set)")
     parser.add_argument("--data-dir", type=Path, default=DEFAULT_CLIPART_RETRIEVAL_DIR,
                         help="where the clip-art set is built when --data is not given")
-    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="one run per method and seed")
     parser.add_argument("--methods", nargs="+", default=list(TRAINED_METHODS), choices=list(TRAINED_METHODS),
                         help="trained methods to run; 'untrained' is evaluated in the first one's run (all "
                              "methods start from the same weights at a seed)")
-    parser.add_argument("--image-size", type=int, default=32)
-    parser.add_argument("--epochs", type=int, default=3)
-    parser.add_argument("--batches-per-epoch", type=int, default=None)
+    parser.add_argument("--image-size", type=int, default=32, help="side of the images")
+    parser.add_argument("--epochs", type=int, default=3, help="training epochs")
+    parser.add_argument("--batches-per-epoch", type=int, default=None, help="default: training images // (P * M)")
     parser.add_argument("--levels", type=int, nargs="+", default=[128, 32, 8],
                         help="UHML's Ward counts, fine -> coarse; flat k-means uses the first")
-    parser.add_argument("--lr", type=float, default=1e-4)
-    parser.add_argument("--weight-decay", type=float, default=5e-4)
-    parser.add_argument("--omega", type=float, default=0.1)
-    parser.add_argument("--dim", type=int, default=128)
-    parser.add_argument("--clip-r", type=float, default=2.3)
-    parser.add_argument("--batch-classes", type=int, default=16)
-    parser.add_argument("--batch-instances", type=int, default=8)
-    parser.add_argument("--backbone", default="resnet18")
+    parser.add_argument("--lr", type=float, default=1e-4, help="Adam learning rate")
+    parser.add_argument("--weight-decay", type=float, default=5e-4, help="Adam weight decay")
+    parser.add_argument("--omega", type=float, default=0.1, help="margin of the log-ratio loss")
+    parser.add_argument("--dim", type=int, default=128, help="embedding dimension")
+    parser.add_argument("--clip-r", type=float, default=2.3, help="feature clipping radius before expmap0")
+    parser.add_argument("--batch-classes", type=int, default=16, help="P pseudo-classes per batch")
+    parser.add_argument("--batch-instances", type=int, default=8, help="M instances per pseudo-class")
+    parser.add_argument("--backbone", default="resnet18", help="torchvision ResNet")
     parser.add_argument("--num-workers", type=int, default=0,
                         help="data-loader workers (0: load in the main process; as fast here on 2 cores)")
     parser.add_argument("--work-dir", type=Path, default=Path("outputs/uhml_retrieval_runs"),
                         help="per-run folders (logs, recall.json); checkpoints are deleted unless --keep-checkpoints")
-    parser.add_argument("--keep-checkpoints", action="store_true")
+    parser.add_argument("--keep-checkpoints", action="store_true", help="keep each run's checkpoints in --work-dir")
     parser.add_argument("--reuse", action="store_true",
                         help="reuse a run's WORK_DIR/seed<s>/<method>/recall.json when its recorded arguments are "
                              "identical (resume an interrupted benchmark)")
-    parser.add_argument("--out", type=Path, default=Path("outputs/uhml_retrieval.json"))
-    parser.add_argument("--plot", type=Path, default=Path("docs/images/uhml_retrieval.png"))
+    parser.add_argument("--out", type=Path, default=Path("outputs/uhml_retrieval.json"), help="report (JSON file)")
+    parser.add_argument("--plot", type=Path, default=Path("docs/images/uhml_retrieval.png"), help="Recall@K plot (PNG)")
     parser.add_argument("--progress", action="store_true", help="show Lightning's progress bars")
     return parser
 
@@ -273,7 +275,7 @@ def main(argv: Optional[List[str]] = None) -> Dict[str, object]:
             report = reusable_report(argv_run, out) if args.reuse else None
             if report is None:
                 log(f"run {done + 1}/{total}: seed {seed}, {method}: uhml.py {' '.join(argv_run)}", start)
-                report = uhml.main(argv_run)
+                report = train_uhml(argv_run)
             else:
                 log(f"run {done + 1}/{total}: seed {seed}, {method}: reusing {out / 'recall.json'} (same arguments)",
                     start)

@@ -4,7 +4,9 @@ DenseCL (Wang et al., CVPR 2021, Lightly's modules): a global MoCo loss and a de
 matched feature-map locations of two views of an object crop, each with a queue. HCL adds the
 hyperbolic term as in ``moco_hcl.py``: scene crop (online backbone, Poincaré head) against object crop
 (momentum encoder), with a queue of object keys on the ball. ``--lambda-hyp 0`` is the DenseCL baseline.
-The model is :class:`hcl_plugin.lightly.models.DenseCLHCL`.
+The model is :class:`hcl_plugin.lightly.models.DenseCLHCL`. ``--hyperbolic-head shared`` maps the
+global projection head's raw output onto the ball instead of a separate Poincaré head; shuffle-BN in
+the key encoder is on by default (docs/hcl_options.md).
 
     python lightly_examples/densecl_hcl.py
     python lightly_examples/densecl_hcl.py --dense-weight 0.5 --learn-c

@@ -4,7 +4,10 @@ Euclidean: symmetric MoCo loss on two views of an object crop, two queues of key
 scene crop through the online backbone and a Poincaré head (query) against the object crop through
 the momentum encoder (key), with a queue of object keys on the ball. ``--lambda-hyp 0`` is the
 MoCo-v2 baseline (the hyperbolic branch is not even computed); ``--learn-c`` learns the curvature.
-The model is :class:`hcl_plugin.lightly.models.MoCoHCL`.
+The model is :class:`hcl_plugin.lightly.models.MoCoHCL`. The released HCL code's model differs from
+the project's defaults in its head and gradient (docs/hcl_options.md): ``--hyperbolic-head shared
+--riemannian-grad --feature-scale 1 --fixed-scale`` (shuffle-BN in the key encoder is on by default,
+``--no-shuffle-bn`` turns it off; ``--decoupled`` lets the hyperbolic loss move only the norm).
 
     python lightly_examples/moco_hcl.py                       # embedded data set, CPU-sized defaults
     python lightly_examples/moco_hcl.py --lambda-hyp 0        # MoCo-v2 baseline

@@ -4,6 +4,8 @@ Euclidean: Lightly's ``NTXentLoss`` between two views of an object crop. Hyperbo
 ``HyperbolicNTXentLoss`` between the scene crop and the object crop, both through the online network
 and a Poincaré head, the other 2B - 2 views of the batch (of all ranks with DDP) as negatives.
 ``--lambda-hyp 0`` is the SimCLR baseline. The model is :class:`hcl_plugin.lightly.models.SimCLRHCL`.
+``--hyperbolic-head shared`` maps the SimCLR projection head's raw output onto the ball instead of a
+separate Poincaré head (docs/hcl_options.md).
 
     python lightly_examples/simclr_hcl.py
     python lightly_examples/simclr_hcl.py --devices 2 --strategy ddp --accelerator cpu   # Lightning DDP (gloo)

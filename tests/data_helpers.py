@@ -8,6 +8,7 @@ from typing import Dict, List, Sequence, Tuple
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 
@@ -43,3 +44,25 @@ def animals_or_skip():
         return load_animal_mnist()
     except AnimalMNISTUnavailable as error:
         pytest.skip(f"Animal-MNIST wheel (animal-mnist==0.4 from PyPI) is not available: {error}")
+
+
+class FixedBatch(torch.utils.data.Dataset):
+    """``length`` copies of one ready batch (a DataLoader with ``batch_size=None`` yields it as is)."""
+
+    def __init__(self, batch, length: int) -> None:
+        self.batch, self.length = batch, length
+
+    def __len__(self) -> int:
+        return self.length
+
+    def __getitem__(self, index):
+        return self.batch
+
+
+def build_embedded(root: Path, num_images: int = 24, image_size: int = 128, seed: int = 3) -> Path:
+    """A small Animal-MNIST scene set in COCO format at ``root`` (skips with the reason if the wheel is missing)."""
+    from hcl_plugin.data.embedded.scenes import SyntheticConfig, build_synthetic_dataset
+
+    build_synthetic_dataset(root, SyntheticConfig(num_images=num_images, image_size=image_size, seed=seed),
+                            animals=animals_or_skip(), progress=False)
+    return root

@@ -8,7 +8,7 @@ import torch
 import torchvision
 from torch import nn
 
-from hcl_plugin.modules import PoincareProjectionHead
+from hcl_plugin.modules import BallMap, PoincareProjectionHead
 
 
 def contract_hparams(**overrides: Any) -> Dict[str, Any]:
@@ -26,6 +26,7 @@ def contract_hparams(**overrides: Any) -> Dict[str, Any]:
         "learn_c": False,
         "image_size": 32,
         "lambda_hyp": 0.1,
+        "hyperbolic_head": "separate",
     }
     hp.update(overrides)
     return hp
@@ -37,7 +38,9 @@ def contract_checkpoint(seed: int = 0, hparams: Optional[Dict[str, Any]] = None,
 
     Modules are built the way the training scripts build them: a torchvision ResNet with
     ``fc = Identity``, a Linear-ReLU-Linear head under ``layers`` (Lightly's MoCoProjectionHead keys)
-    and a PoincareProjectionHead; momentum copies and a memory-bank buffer are added as extra keys.
+    and a PoincareProjectionHead (a BallMap of the projection head's output for
+    ``hparams["hyperbolic_head"] == "shared"``); momentum copies and a memory-bank buffer are added as
+    extra keys.
     """
     hp = hparams or contract_hparams()
     torch.manual_seed(seed)
@@ -48,7 +51,10 @@ def contract_checkpoint(seed: int = 0, hparams: Optional[Dict[str, Any]] = None,
     head.layers = nn.Sequential(nn.Linear(feature_dim, hp["proj_hidden_dim"]), nn.ReLU(),
                                 nn.Linear(hp["proj_hidden_dim"], hp["proj_output_dim"]))
     modules = {"backbone": net, "projection_head": head}
-    if hyperbolic:
+    if hyperbolic and hp.get("hyperbolic_head", "separate") == "shared":
+        modules["hyperbolic_head"] = BallMap(hp["c"], clip_r=hp["clip_r"], feature_scale=hp["feature_scale"],
+                                             learn_scale=hp["learn_scale"])
+    elif hyperbolic:
         modules["hyperbolic_head"] = PoincareProjectionHead(
             feature_dim, hp["hyp_hidden_dim"], hp["hyp_output_dim"], c=hp["c"], clip_r=hp["clip_r"],
             feature_scale=hp["feature_scale"], learn_scale=hp["learn_scale"])

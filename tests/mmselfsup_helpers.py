@@ -11,20 +11,12 @@ import torch
 from mmengine.hooks import Hook
 from mmengine.registry import HOOKS as MMENGINE_HOOKS
 
+from tests.data_helpers import build_embedded  # noqa: F401  (re-exported for the MMSelfSup tests)
+
 ROOT = Path(__file__).resolve().parents[1]
 TINY = ROOT / "mmconfigs" / "tiny"
 
 QUEUE_KEYS = ("queue", "queue2", "hyp_queue.bank")
-
-
-def build_embedded(root: Path, num_images: int = 24, image_size: int = 128) -> Path:
-    """A small Animal-MNIST scene set in COCO format (skips with the reason if the wheel is missing)."""
-    from hcl_plugin.data.embedded.scenes import SyntheticConfig, build_synthetic_dataset
-    from tests.data_helpers import animals_or_skip
-
-    build_synthetic_dataset(root, SyntheticConfig(num_images=num_images, image_size=image_size, seed=3),
-                            animals=animals_or_skip(), progress=False)
-    return root
 
 
 def tiny_config(base: str, data_root: Path, work_dir: Path, max_iters: int = 4, batch_size: int = 4,
@@ -61,11 +53,23 @@ def random_views_batch(n: int, size: int, gen: torch.Generator, views: int = 4) 
 
 def assert_one_curvature(model: torch.nn.Module) -> None:
     """The neck, its momentum copy, the head and the queue use the algorithm's curvature object, which
-    is registered once (``curvature``): one ``log_c`` parameter and one checkpoint key when learnable."""
+    is registered once (``curvature``): one ``log_c`` parameter and one checkpoint key when learnable.
+
+    ``hyperbolic_head='shared'``: the neck is a ``BallMapNeck`` (a ``BallMap`` of the projection neck's
+    output), with no MLP of its own: its only weights are a scale, when one is set."""
+    from hcl_plugin.modules import BallMap, PoincareProjectionHead
+
     shared = model.curvature
     users = (model.hyp_neck.curvature, model.hyp_neck.head.curvature, model.hyp_neck_k.module.curvature,
+             model.hyp_neck_k.module.head.curvature,
              model.hyp_head.curvature, model.hyp_head.loss.curvature, model.hyp_queue.curvature)
     assert all(user is shared for user in users)
+    if getattr(model, "hyperbolic_head", "separate") == "shared":
+        assert isinstance(model.hyp_neck.head, BallMap) and isinstance(model.hyp_neck_k.module.head, BallMap)
+        assert {name for name, _ in model.hyp_neck.named_parameters()} <= {"head.log_scale"}
+        assert model.hyp_neck.out_channels == model.queue.size(0) == model.hyp_queue.bank.size(-1)
+    else:
+        assert isinstance(model.hyp_neck.head, PoincareProjectionHead)
     registered = [name for name, module in model.named_modules(remove_duplicate=False) if module is shared]
     assert registered == ["curvature"]
     expected = ["curvature.log_c"] if shared.learnable else []

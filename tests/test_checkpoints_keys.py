@@ -51,8 +51,8 @@ def test_the_hyper_parameter_contract_is_defined_once():
     from tests.eval_helpers import contract_hparams
 
     hp = ModelHyperParameters.from_mapping({**contract_hparams(), "extra": "ignored"})
-    assert hp.to_dict() == {k: v for k, v in contract_hparams().items()}
-    assert set(REQUIRED_HYPER_PARAMETERS) | {"learn_c", "lambda_hyp"} == set(hp.to_dict())
+    assert hp.to_dict() == {**contract_hparams(), "stem": "imagenet"}  # no stem recorded: torchvision's
+    assert set(REQUIRED_HYPER_PARAMETERS) | {"learn_c", "lambda_hyp", "hyperbolic_head", "stem"} == set(hp.to_dict())
     baseline = ModelHyperParameters.from_mapping({"backbone": "resnet18", "c": 0.05, "image_size": 64,
                                                   "proj_hidden_dim": 8, "proj_output_dim": 4}, hyperbolic_head=False)
     assert baseline.hyp_output_dim is None and baseline.lambda_hyp is None

@@ -90,6 +90,38 @@ def test_baseline_without_hyperbolic_head_uses_expmap0_of_the_euclidean_head(gen
     assert torch.allclose(out["hyperbolic"], expmap0(out["euclidean"], model.c))
 
 
+def test_shared_head_checkpoint_maps_the_projection_heads_output(gen):
+    """hyperbolic_head='shared' (the released HCL code's): no hyperbolic MLP; with no scale and no clipping
+    no hyperbolic_head.* weights at all, and the embedding is expmap0 (+ projection) of the raw output."""
+    hp = contract_hparams(hyperbolic_head="shared", feature_scale=None, learn_scale=False)
+    ckpt = contract_checkpoint(seed=5, hparams=hp)
+    assert not any(k.startswith("hyperbolic_head.") for k in ckpt["state_dict"])
+    model = load_checkpoint(ckpt)
+    assert model.hyperbolic_source == "hyperbolic_head(projection_head)" and model.c == pytest.approx(0.1)
+    out = model.embed(torch.randn(3, 3, 32, 32, generator=gen))
+    torch.testing.assert_close(out["hyperbolic"], expmap0(out["euclidean"], 0.1), rtol=0, atol=0)
+    # with a learnt feature scale the map applies it (its one weight, hyperbolic_head.log_scale)
+    hp = contract_hparams(hyperbolic_head="shared", feature_scale=0.3, learn_scale=True, hyp_hidden_dim=None,
+                          hyp_output_dim=None)
+    ckpt = contract_checkpoint(seed=6, hparams=hp)
+    ckpt["state_dict"]["hyperbolic_head.log_scale"] = torch.tensor(0.7).log()
+    model = load_checkpoint(ckpt)
+    out = model.embed(torch.randn(3, 3, 32, 32, generator=gen))
+    torch.testing.assert_close(out["hyperbolic"], expmap0(out["euclidean"] * 0.7, 0.1), rtol=1e-6, atol=1e-7)
+    del ckpt["state_dict"]["hyperbolic_head.log_scale"]
+    with pytest.raises(CheckpointMismatchError, match="hyperbolic_head.log_scale"):
+        load_checkpoint(ckpt)
+
+
+def test_shared_head_needs_the_projection_head_and_a_known_kind(checkpoint):
+    with pytest.raises(CheckpointFormatError, match="hyper-parameter 'hyperbolic_head' must be one of 'separate', 'shared', got 'both'"):
+        load_checkpoint({**checkpoint, "hyper_parameters": {**checkpoint["hyper_parameters"], "hyperbolic_head": "both"}})
+    with pytest.raises(CheckpointFormatError, match="no projection head"):
+        ckpt_module.build_model(contract_hparams(hyperbolic_head="shared"), with_projection_head=False)
+    old = {k: v for k, v in contract_hparams().items() if k != "hyperbolic_head"}  # written before the option
+    assert ckpt_module.build_model(old).hyperbolic_source == "hyperbolic_head"
+
+
 def test_wrong_backbone_lists_mismatched_keys(checkpoint):
     # resnet50 weights under hyper-parameters that say resnet18
     wrong = contract_checkpoint(seed=4, backbone="resnet50", momentum=False,
@@ -263,6 +295,9 @@ def test_build_model_uses_the_project_resnet_builder(monkeypatch):
 
     calls = []
     real = model_module.build_resnet
-    monkeypatch.setattr(model_module, "build_resnet", lambda name: calls.append(name) or real(name))
+    monkeypatch.setattr(model_module, "build_resnet",
+                        lambda name, stem="imagenet": calls.append((name, stem)) or real(name, stem=stem))
     built = ckpt_module.build_model(contract_hparams(), with_hyperbolic_head=False)
-    assert calls == ["resnet18"] and isinstance(built.backbone.fc, torch.nn.Identity)
+    assert calls == [("resnet18", "imagenet")] and isinstance(built.backbone.fc, torch.nn.Identity)
+    ckpt_module.build_model(contract_hparams(stem="small"), with_hyperbolic_head=False)
+    assert calls[-1] == ("resnet18", "small")  # the contract's stem reaches the builder

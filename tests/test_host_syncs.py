@@ -184,14 +184,18 @@ def steps():
     return models, {name: model.count(EVERY) for name, model in models.items()}
 
 
-def test_hcl_step_syncs_no_more_than_the_baseline_step(steps):
-    _, counts = steps
-    hcl, base = counts["hcl"], counts["baseline"]
+def assert_no_more_syncs_than_the_baseline(hcl: HostSyncCounter, base: HostSyncCounter) -> None:
+    """The sync-count check: the HCL step makes no more syncs than the baseline step and none of its own."""
     report = f"HCL:\n{hcl.report()}\nbaseline:\n{base.report()}"
     assert hcl.count <= base.count, report
     assert set(hcl.sites()) <= set(base.sites()), report  # no sync site of its own
     # what is left is the module's own non-finite-loss check, shared by both
     assert all("log_step" in r.where for r in hcl.records), report
+
+
+def test_hcl_step_syncs_no_more_than_the_baseline_step(steps):
+    _, counts = steps
+    assert_no_more_syncs_than_the_baseline(counts["hcl"], counts["baseline"])
 
 
 def test_default_interval_still_checks_every_step(steps):
@@ -215,6 +219,28 @@ def test_a_planted_sync_in_the_hyperbolic_branch_fails_the_comparison(steps, mon
     hcl = models["hcl"].count(EVERY, warm_up=False)
     assert hcl.count > counts["baseline"].count
     assert any(r.kind == "Tensor.item" and "test_host_syncs.py" in r.origin for r in hcl.records)
+
+
+def test_a_planted_item_in_the_loss_path_fails_the_sync_count_test(steps, monkeypatch):
+    """An ``.item()`` planted in the hyperbolic loss that the real Lightly HCL step calls (through
+    ``HCLLoss`` -> ``MemoryBankLoss`` -> ``HyperbolicInfoNCELoss``) is counted and fails the check."""
+    models, counts = steps
+    forward = HyperbolicInfoNCELoss.forward
+
+    def leaky(self, query, positive, negatives=None):
+        loss = forward(self, query, positive, negatives)
+        loss.item()  # e.g. a debug print of the loss value left in
+        return loss
+
+    monkeypatch.setattr(HyperbolicInfoNCELoss, "forward", leaky)
+    hcl = models["hcl"].count(EVERY, warm_up=False)
+    with pytest.raises(AssertionError, match=r"Tensor\.item"):
+        assert_no_more_syncs_than_the_baseline(hcl, counts["baseline"])
+    planted = [r for r in hcl.records if r.kind == "Tensor.item" and "test_host_syncs.py" in r.origin]
+    assert len(planted) == 1, hcl.report()
+    assert "hcl_plugin/lightly/hcl_loss.py" in planted[0].where, planted[0].where  # the loss path, named
+    monkeypatch.undo()
+    assert_no_more_syncs_than_the_baseline(models["hcl"].count(EVERY, warm_up=False), counts["baseline"])
 
 
 # ---------------------------------------------------------------- CUDA

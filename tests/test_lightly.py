@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import copy
+import re
 import subprocess
 import sys
 import textwrap
+import warnings
 from pathlib import Path
 
 import pytest
@@ -14,7 +16,7 @@ import torch
 from lightly.models.modules import MoCoProjectionHead
 from lightly.models.utils import deactivate_requires_grad, update_momentum
 from PIL import Image
-from torch.utils.data import DataLoader, Dataset, default_collate
+from torch.utils.data import DataLoader, default_collate
 
 from hcl_plugin.checkpoints import ModelHyperParameters
 from hcl_plugin.geometry import Curvature, expmap0
@@ -23,7 +25,7 @@ from hcl_plugin.lightly.models import DenseCLHCL, MoCoHCL, SimCLRHCL
 from hcl_plugin.lightly.training import build_parser, fit
 from hcl_plugin.losses import HCLLoss as CoreHCLLoss
 from hcl_plugin.losses import HyperbolicInfoNCELoss, InfoNCELoss
-from tests.data_helpers import animals_or_skip, write_coco
+from tests.data_helpers import FixedBatch, build_embedded, write_coco
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "lightly_examples"))
@@ -44,12 +46,7 @@ def c_of(curvature: Curvature) -> float:
 
 @pytest.fixture(scope="module")
 def embedded(tmp_path_factory) -> Path:
-    from hcl_plugin.data.embedded.scenes import SyntheticConfig, build_synthetic_dataset
-
-    root = tmp_path_factory.mktemp("embedded")
-    build_synthetic_dataset(root, SyntheticConfig(num_images=40, image_size=128, seed=1), animals=animals_or_skip(),
-                            progress=False)
-    return root
+    return build_embedded(tmp_path_factory.mktemp("embedded"), num_images=40, image_size=128, seed=1)
 
 
 def cli(embedded: Path, out: Path, *extra: str) -> list:
@@ -208,7 +205,7 @@ def test_value_check_interval_flag_sets_the_interval_before_training(monkeypatch
     from hcl_plugin.utils import checks
 
     seen = []
-    monkeypatch.setattr(training, "fit", lambda model, args, callbacks=None: seen.append(checks.set_value_check_interval(1)))
+    monkeypatch.setattr(training, "fit", lambda model, args, callbacks=None, **kw: seen.append(checks.set_value_check_interval(1)))
     training.train(MoCoHCL, ["--value-check-interval", "100", "--proj-output-dim", "16", "--proj-hidden-dim", "16"])
     assert seen == [100]  # in force while the model trains (and reset here)
     with pytest.raises(ValueError, match="value-check interval must be an integer >= 1, got 0"):
@@ -236,17 +233,6 @@ def test_bad_image_is_named(tmp_path):
 
 
 # ---------------------------------------------------------------- training (Lightning, CPU)
-
-
-class FixedBatch(Dataset):
-    def __init__(self, batch, length: int) -> None:
-        self.batch, self.length = batch, length
-
-    def __len__(self) -> int:
-        return self.length
-
-    def __getitem__(self, index):
-        return self.batch
 
 
 class RecordLoss(pl.Callback):
@@ -339,9 +325,11 @@ class CaptureStart(pl.Callback):
 
 @pytest.mark.slow
 def test_resume_continues_at_the_right_step_with_the_same_queues(embedded, tmp_path):
+    keep = ("--save-top-k", "-1")  # keep step2.ckpt beside step4.ckpt (the default keeps the newest only)
     args = build_parser(MoCoHCL).parse_args(cli(embedded, tmp_path, "--max-steps", "4", "--checkpoint-every", "2",
-                                                "--memory-bank-size", "64"))
-    moco_hcl.main(cli(embedded, tmp_path, "--max-steps", "4", "--checkpoint-every", "2", "--memory-bank-size", "64"))
+                                                "--memory-bank-size", "64", *keep))
+    moco_hcl.main(cli(embedded, tmp_path, "--max-steps", "4", "--checkpoint-every", "2", "--memory-bank-size", "64",
+                      *keep))
     saved = torch.load(tmp_path / "checkpoints" / "step2.ckpt", map_location="cpu", weights_only=False)
     args.resume, args.max_steps, args.out = tmp_path / "checkpoints" / "step2.ckpt", 4, tmp_path / "resumed"
     capture = CaptureStart()
@@ -395,3 +383,66 @@ def test_lightning_ddp_on_two_cpu_processes_keeps_the_banks_in_sync(embedded, tm
     # every step enqueued 2 ranks x 8 keys into each 64-slot queue
     steps = int(rank0["global_step"])
     assert steps >= 2 and int(rank0["hyperbolic.memory_bank.ptr"]) == steps * 2 * 8 % 64
+
+
+# ---------------------------------------------------------------- silent mistakes now warn or raise
+
+
+def test_keys_that_require_grad_warn_once_naming_the_argument():
+    from hcl_plugin.geometry import expmap0
+    from hcl_plugin.losses import HCLLoss as CoreHCLLoss
+
+    q, k = torch.randn(4, 8), torch.randn(4, 8, requires_grad=True)
+    scene, obj = expmap0(torch.randn(4, 8), 0.05), expmap0(torch.randn(4, 8), 0.05)
+    core = CoreHCLLoss()
+    with pytest.warns(UserWarning, match="object_key requires grad"):
+        core(q, k, scene, obj)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        core(q, k, scene, obj)  # once per loss
+        CoreHCLLoss()(q, k.detach(), scene, obj)  # detached keys: silent
+    with pytest.warns(UserWarning, match=r"hyp_key requires grad"):
+        HCLLoss()(q, k.detach(), scene, obj.clone().requires_grad_())
+
+
+def test_a_data_root_without_train_annotations_is_refused_naming_the_file(embedded, tmp_path):
+    from hcl_plugin.lightly.training import resolve_data
+
+    assert resolve_data(embedded) == (embedded / "images", embedded / "annotations_train.json")
+    with pytest.raises(FileNotFoundError, match=r"annotations_train.json.*pass its root, --data"):
+        resolve_data(embedded / "images")  # the images folder: would have trained on train + val
+    (tmp_path / "images").mkdir()
+    (tmp_path / "annotations.json").write_text("{}")
+    with pytest.raises(FileNotFoundError, match=r"annotations.json exists but holds every image"):
+        resolve_data(tmp_path)
+    assert resolve_data(embedded / "images", embedded / "annotations.json")[1] == embedded / "annotations.json"
+
+
+@pytest.mark.parametrize("boxes, expected", [
+    ([], "without boxes"),
+    ([[10, 10, 5, 5], [40, 40, 20, 20]], r"\[x, y, w, h\] boxes\?"),  # xywh given as xyxy
+    ([[200, 200, 300, 300], [-50, -50, -10, -10]], "beyond the image"),
+])
+def test_hcl_transform_fall_backs_warn_once_and_are_counted(boxes, expected):
+    transform = HCLTransform(input_size=32, min_box_size=8, expand_to=48)
+    image = Image.new("RGB", (64, 64))
+    with pytest.warns(UserWarning, match=expected):
+        transform(image, boxes)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        transform(image, boxes)
+    assert transform.stats["too_few_boxes"] == 2 and transform.stats["sampled_random_crops"] == 2
+    assert re.search(expected, transform.fallback_report())
+
+
+def test_lambda_convention_of_the_logs():
+    from hcl_plugin.losses import HCLLossOutput
+
+    module = MoCoHCL.from_args(build_parser(MoCoHCL).parse_args(["--lambda-hyp", "0.25", "--proj-hidden-dim", "16",
+                                                                 "--proj-output-dim", "8", "--memory-bank-size", "0"]))
+    logged = {}
+    module.log = lambda name, value, **kw: logged.__setitem__(name, value)
+    module.log_dict = lambda values, **kw: logged.update(values)
+    module.log_step(HCLLossOutput(torch.tensor(1.5), torch.tensor(1.0), torch.tensor(2.0)), 4)
+    assert float(logged["train/loss_hyp"]) == 2.0  # unweighted
+    assert float(logged["train/loss_hyp_weighted"]) == 0.5  # λ · loss_hyp, its part of loss

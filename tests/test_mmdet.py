@@ -92,6 +92,18 @@ def hcl_r18(tmp_path_factory) -> Dict[str, Path]:
     return {"full": full, "backbone": backbone}
 
 
+def test_mmselfsup_named_extractor_writes_the_same_backbone(hcl_r18, tmp_path):
+    """``tools/model_converters/extract_backbone_weights.py`` (MMSelfSup's name) is the same command."""
+    out = tmp_path / "backbone.pth"
+    script = ROOT / "tools" / "model_converters" / "extract_backbone_weights.py"
+    proc = subprocess.run([sys.executable, str(script), str(hcl_r18["full"]), str(out)], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    ours, theirs = (torch.load(p, weights_only=True)["state_dict"] for p in (out, hcl_r18["backbone"]))
+    assert ours.keys() == theirs.keys() and all(torch.equal(ours[k], theirs[k]) for k in ours)
+    again = subprocess.run([sys.executable, str(script), str(hcl_r18["full"]), str(out)], capture_output=True, text=True)
+    assert again.returncode != 0 and "--overwrite" in again.stderr  # the same refusal to replace a file
+
+
 @pytest.fixture(scope="module")
 def hcl_r50(tmp_path_factory) -> Dict[str, Path]:
     """A built HCL DenseCL R-50 (COCO pretraining config) and its extracted backbone."""

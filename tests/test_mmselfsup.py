@@ -84,10 +84,23 @@ def test_every_pretraining_config_loads_and_its_model_and_pipeline_build(path):
         assert not hasattr(model, "hyp_neck")
 
 
-def test_tiny_schedule_derives_the_cosine_length_from_max_iters():
-    cfg = Config.fromfile(str(ROOT / "mmconfigs/tiny/densecl_hcl_synthetic.py"))
-    scheduler = cfg.param_scheduler[0]
-    assert cfg.train_cfg.max_iters == scheduler.T_max == scheduler.end == cfg.max_iters == 300
+@pytest.mark.parametrize("config, loop_key, length", [("tiny/densecl_hcl_synthetic.py", "max_iters", 3),
+                                                      ("densecl_hcl_coco.py", "max_epochs", 5)])
+def test_the_cosine_schedule_ends_with_the_train_loop(config, loop_key, length, tmp_path):
+    """``--cfg-options train_cfg.max_iters=3`` (or ``max_epochs``) alone shortens the whole schedule."""
+    from mmengine.runner import Runner
+
+    cfg = Config.fromfile(str(ROOT / "mmconfigs" / config))
+    assert "T_max" not in cfg.param_scheduler[0] and "end" not in cfg.param_scheduler[0]
+    cfg.train_cfg[loop_key] = length
+    cfg.work_dir = str(tmp_path)
+    cfg.visualizer.name = f"visualizer_{tmp_path.name}"
+    runner = Runner.from_cfg(cfg)
+    runner._train_dataloader = torch.utils.data.DataLoader(list(range(4)))  # the loop without the data set
+    runner._train_loop = runner.build_train_loop(runner._train_loop)  # the config's own loop
+    runner.optim_wrapper = runner.build_optim_wrapper(runner.optim_wrapper)
+    (scheduler,) = runner.build_param_scheduler(runner.param_schedulers)
+    assert scheduler.end == scheduler.T_max == length
 
 
 def test_synthetic_pipelines_are_the_coco_ones_at_64_px():
@@ -219,12 +232,14 @@ def test_train_step_logs_loss_hyp_and_the_loss_falls_on_a_fixed_batch(base, embe
         assert all(math.isfinite(float(v)) for v in log.values())
         history.append(float(log["loss"]))
         hyp.append(float(log["loss_hyp"]))
+        parts = sum(float(v) for k, v in log.items() if "loss" in k and k not in ("loss", "loss_hyp"))
+        assert float(log["loss"]) == pytest.approx(parts, rel=1e-5)  # the unweighted loss_hyp is not summed
     assert sum(history[-3:]) / 3 < 0.9 * sum(history[:3]) / 3, history
     assert sum(hyp[-3:]) < sum(hyp[:3]), hyp
 
 
 def test_hyperbolic_branch_is_the_core_loss_on_scene_queries_and_object_keys(embedded, tmp_path, gen):
-    """loss_hyp / lambda equals HyperbolicInfoNCE(-d(q, k)/tau) with the queue before the step."""
+    """loss_hyp (= loss_hyp_weighted / lambda) equals HyperbolicInfoNCE(-d(q, k)/tau) with the queue before the step."""
     cfg = tiny_config("mocov2_hcl_synthetic.py", embedded, tmp_path)
     DATASETS, MODELS = _registries()
     model = MODELS.build(cfg.model).eval()  # eval: BN uses running stats, so both passes agree
@@ -237,7 +252,8 @@ def test_hyperbolic_branch_is_the_core_loss_on_scene_queries_and_object_keys(emb
     c, tau = model.hyp_neck.c, model.hyp_head.temperature
     logits = torch.cat([-dist(q, k, c)[:, None], -dist(q[:, None], queue[None], c)], dim=1).double() / tau
     expected = torch.nn.functional.cross_entropy(logits, torch.zeros(4, dtype=torch.long))
-    assert float(losses["loss_hyp"]) == pytest.approx(model.lambda_hyp * float(expected), rel=1e-4)
+    assert float(losses["loss_hyp_weighted"]) == pytest.approx(model.lambda_hyp * float(expected), rel=1e-4)
+    assert float(losses["loss_hyp"]) == pytest.approx(float(expected), rel=1e-4)  # logged unweighted
     assert torch.equal(model.hyp_queue.bank[:4], k)  # the step's keys were enqueued
 
 

@@ -46,7 +46,7 @@ def test_tools_train_runs_the_tiny_config_and_logs_loss_hyp(base, embedded, tmp_
     assert [r["iter"] for r in rows] == [1, 2, 3, 4]
     for row in rows:
         assert math.isfinite(row["loss"]) and math.isfinite(row["loss_hyp"])
-        assert row["loss"] == pytest.approx(sum(v for k, v in row.items() if k.startswith("loss_")), rel=1e-3)
+        assert row["loss"] == pytest.approx(sum(v for k, v in row.items() if k.startswith("loss_") and k != "loss_hyp"), rel=1e-3)
     assert {"iter_2.pth", "iter_4.pth", "last_checkpoint"} <= {p.name for p in work.iterdir()}
 
 
@@ -124,7 +124,7 @@ def test_lambda_warmup_hook_ramps_lambda_in_a_run(embedded, tmp_path):
     Runner.from_cfg(cfg).train()
     rows = [r for r in read_scalars(tmp_path) if "loss" in r]
     assert [r["hyp_lambda"] for r in rows] == pytest.approx([0.0, 0.05, 0.1, 0.1])
-    assert rows[0]["loss_hyp"] == 0.0 and rows[-1]["loss_hyp"] > 0
+    assert rows[0]["loss_hyp_weighted"] == 0.0 and rows[-1]["loss_hyp_weighted"] > 0 and rows[0]["loss_hyp"] > 0
 
 
 def test_a_learnable_curvature_trains_and_resumes_in_a_run(embedded, tmp_path):
@@ -150,3 +150,20 @@ def test_a_learnable_curvature_trains_and_resumes_in_a_run(embedded, tmp_path):
     runner.register_hook(snapshot)
     runner.train()
     assert snapshot.iter == 2 and snapshot.log_c == float(saved["curvature.log_c"])
+
+
+def test_tools_train_switches_to_the_shared_head_from_the_command_line(embedded, tmp_path):
+    """``--cfg-options model.hyperbolic_head=shared``: DenseCL's global branch is the shared head; the
+    health of the map is logged and the checkpoint has no hyperbolic MLP."""
+    work = tmp_path / "work"
+    config = write_tiny_config(tmp_path / "cfg.py", "densecl_hcl_synthetic.py", embedded, work, max_iters=2,
+                               checkpoint_interval=2)
+    _run([sys.executable, "tools/train.py", str(config), "--work-dir", str(work), "--cfg-options",
+          "model.hyperbolic_head=shared", "model.hyp_neck.riemannian_grad=True"])
+    rows = [r for r in read_scalars(work) if "loss" in r]
+    assert [r["iter"] for r in rows] == [1, 2]
+    for row in rows:
+        assert math.isfinite(row["loss_hyp"]) and 0 <= row["hyp_c_sq_norm_mean"] < 1
+        assert {"hyp_near_boundary_fraction", "hyp_two_over_sqrt_c", "hyp_feature_scale"} <= set(row)
+    state = CheckpointLoader.load_checkpoint(str(work / "iter_2.pth"))["state_dict"]
+    assert sorted(k for k in state if k.startswith("hyp_neck.")) == ["hyp_neck.head.log_scale"]

@@ -28,7 +28,8 @@ def test_head_clipping_bounds_the_hyperbolic_norm_and_reports_it(gen):
     bound = 2 / math.sqrt(c) * math.atanh(math.tanh(math.sqrt(c) * r))
     assert (dist0(z, c) <= bound + 1e-4).all()
     assert head.stats["clipped_fraction"].item() == pytest.approx(1.0)
-    assert set(head.stats) == {"clipped_fraction", "hyp_norm_mean", "hyp_norm_min", "hyp_norm_max"}
+    assert set(head.stats) == {"clipped_fraction", "hyp_norm_mean", "hyp_norm_min", "hyp_norm_max", "two_over_sqrt_c",
+                               "c_sq_norm_mean", "c_sq_norm_max", "near_boundary_fraction"}
 
 
 def test_head_learnable_scale_and_curvature_get_gradients(gen):

@@ -188,3 +188,21 @@ def test_reader_errors_name_the_problem(tmp_path):
         data[0]
     with pytest.raises(ValueError, match="layout must be one of"):
         RetrievalImageFolder(tmp_path, layout="flat")
+
+
+def test_retrieval_set_builder_runs_as_a_module(tmp_path):
+    """``python -m hcl_plugin.data.embedded.retrieval`` builds the class folders and says what to run next."""
+    import subprocess
+    import sys
+
+    from tests.data_helpers import animals_or_skip
+
+    animals_or_skip()
+    out = subprocess.run([sys.executable, "-m", "hcl_plugin.data.embedded.retrieval", "--out", str(tmp_path),
+                          "--per-class", "3"], capture_output=True, text=True, check=True).stdout
+    root = tmp_path / "animal_mnist_3"
+    assert sorted(len(list(d.glob("*.png"))) for d in root.iterdir() if d.is_dir()) == [3] * 10
+    assert str(root) in out and "Next:" in out
+    bad = subprocess.run([sys.executable, "-m", "hcl_plugin.data.embedded.retrieval", "--out", str(tmp_path),
+                          "--per-class", "1"], capture_output=True, text=True)
+    assert bad.returncode == 2 and "per_class must be between 2 and 1000" in bad.stderr

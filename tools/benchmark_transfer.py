@@ -55,10 +55,13 @@ DEFAULT_METHODS = (
 DEFAULT_DET_CONFIG = "mmconfigs/mmdet/tiny/mask-rcnn_r18_fpn_synthetic_hcl.py"
 
 
+from hcl_plugin.utils.cli import HelpFormatter  # noqa: E402
+
+
 def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     """Command-line options (see the module docstring)."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0],
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+                                     formatter_class=HelpFormatter)
     parser.add_argument("--out", default="outputs/benchmark_transfer", help="output folder")
     parser.add_argument("--method", action="append", metavar="NAME=PRETRAIN_CONFIG",
                         help=f"a pretraining method (repeatable; default: {' and '.join(DEFAULT_METHODS)}); "

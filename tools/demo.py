@@ -110,16 +110,20 @@ def fmt(value) -> str:
 
 
 def main(argv=None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--out", type=Path, default=Path("outputs/demo"))
-    parser.add_argument("--data", type=Path, default=Path("data/embedded"))
-    parser.add_argument("--minutes", type=float, default=7.0, help="training-time budget")
+    from hcl_plugin.utils.cli import HelpFormatter
+
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=HelpFormatter)
+    parser.add_argument("--out", type=Path, default=Path("outputs/demo"), help="output folder")
+    parser.add_argument("--data", type=Path, default=Path("data/embedded"),
+                        help="data-set root (DATA/images/, DATA/annotations_train.json, DATA/annotations_val.json); "
+                             "the embedded set is built there when missing")
+    parser.add_argument("--minutes", type=float, default=6.0, help="training-time budget")
     parser.add_argument("--retrain", action="store_true",
                         help="train again even if OUT/final.ckpt exists (deletes OUT/train)")
     parser.add_argument("--overwrite", action="store_true",
                         help="write into a non-empty OUT that is not an earlier demo's folder")
-    parser.add_argument("--batch-size", type=int, default=32)
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--batch-size", type=int, default=32, help="images per training step")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the training run")
     parser.add_argument("--embedded-images", type=int, default=1000, help="size of the embedded set when built")
     args = parser.parse_args(argv)
     from hcl_plugin.eval.analyze import run_analysis
@@ -159,7 +163,10 @@ def main(argv=None) -> None:
                               "training_loss.png", "analysis", "random_init"])
     print("\n".join(lines))
     print(f"wrote {args.out}/metrics.json and {args.out}/report.md (plots: {args.out}/analysis/, {args.out}/random_init/)")
-    print(f"next: python tools/analyze.py {trained} --data {args.data} --out outputs/analysis  (or make test)")
+    print(f"outputs: {trained} (trained model), {args.out}/train/logs/ (metrics.csv), {args.out}/metrics.json, "
+          f"{args.out}/report.md, {args.out}/training_loss.png")
+    print(f"next: python tools/analyze.py hcl={trained} --random-init-control --data {args.data} "
+          f"--out outputs/analysis  (a matched comparison with the untrained control)")
 
 
 if __name__ == "__main__":

@@ -30,8 +30,11 @@ from hcl_plugin.mmselfsup.backbone_checkpoint import BackboneNotFoundError, extr
 from hcl_plugin.utils.files import atomic_output  # noqa: E402
 
 
+from hcl_plugin.utils.cli import HelpFormatter  # noqa: E402
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=HelpFormatter)
     parser.add_argument("checkpoint", help="pretraining checkpoint (MMEngine .pth)")
     parser.add_argument("output", help="backbone checkpoint to write (a file name)")
     parser.add_argument("--prefix", default="backbone.", help="key prefix of the backbone (default: backbone.)")

@@ -21,20 +21,22 @@ from hcl_plugin.data.proposals import SelectiveSearchConfig
 from hcl_plugin.data.proposals_file import images_from_coco, list_images, make_proposals_file
 
 
+from hcl_plugin.utils.cli import HelpFormatter  # noqa: E402
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
     defaults = SelectiveSearchConfig()
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=HelpFormatter)
     parser.add_argument("--image-root", required=True, help="folder with the images")
     parser.add_argument("--coco", default=None,
                         help="take the image list (and ids) from this COCO file instead of scanning the folder")
     parser.add_argument("--out", required=True, help="proposals JSON to write")
-    parser.add_argument("--workers", type=int, default=1)
-    parser.add_argument("--min-size", type=float, default=defaults.min_size)
-    parser.add_argument("--max-ratio", type=float, default=defaults.max_ratio)
-    parser.add_argument("--top-n", type=int, default=defaults.top_n)
+    parser.add_argument("--workers", type=int, default=1, help="processes running selective search")
+    parser.add_argument("--min-size", type=float, default=defaults.min_size, help="smallest proposal side in px")
+    parser.add_argument("--max-ratio", type=float, default=defaults.max_ratio, help="largest aspect ratio (long side / short side) of a proposal")
+    parser.add_argument("--top-n", type=int, default=defaults.top_n, help="proposals kept per image")
     parser.add_argument("--max-side", type=int, default=None,
                         help="downscale images to this longer side before segmentation (speed)")
-    parser.add_argument("--seed", type=int, default=defaults.seed)
+    parser.add_argument("--seed", type=int, default=defaults.seed, help="seed of the segmentation's randomness")
     parser.add_argument("--skip-bad-images", action="store_true", help="skip unreadable images (counted)")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     args = parser.parse_args(argv)

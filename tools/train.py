@@ -19,16 +19,19 @@ from mmengine.runner import Runner
 
 
 def parse_args() -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description="Train a self-supervised model (MMSelfSup + hcl_plugin)")
+    from hcl_plugin.utils.cli import HelpFormatter
+
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=HelpFormatter)
     parser.add_argument("config", help="train config file path")
-    parser.add_argument("--work-dir", help="the dir to save logs and models")
+    parser.add_argument("--work-dir", help="the dir to save logs and models (default: work_dirs/<config name>)")
     parser.add_argument("--resume", nargs="?", type=str, const="auto",
                         help="resume from this checkpoint; without a path, from the latest one in the work dir")
     parser.add_argument("--amp", action="store_true", help="automatic mixed precision (AmpOptimWrapper)")
     parser.add_argument("--cfg-options", nargs="+", action=DictAction,
                         help="override config settings, key=value (e.g. train_cfg.max_iters=50)")
     parser.add_argument("--launcher", choices=["none", "pytorch", "slurm", "mpi"], default="none", help="job launcher")
-    parser.add_argument("--local_rank", "--local-rank", type=int, default=0)
+    parser.add_argument("--local_rank", "--local-rank", type=int, default=0,
+                        help="set by the launcher (torch.distributed); not for manual use")
     args = parser.parse_args()
     os.environ.setdefault("LOCAL_RANK", str(args.local_rank))
     return args
@@ -60,6 +63,11 @@ def main() -> None:
     prepare_distributed(cfg, args.launcher)
     runner = Runner.from_cfg(cfg)
     runner.train()
+    if runner.rank == 0:
+        print(f"wrote {cfg.work_dir}/ (checkpoints epoch_*.pth / iter_*.pth, last_checkpoint, logs in "
+              f"{cfg.work_dir}/<timestamp>/)")
+        print(f"next: python tools/extract_backbone.py <checkpoint from {cfg.work_dir}> backbone.pth, or "
+              f"python tools/analyze.py <that checkpoint> --data <data_root of the config> --out outputs/analysis")
 
 
 if __name__ == "__main__":

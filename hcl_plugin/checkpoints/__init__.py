@@ -14,7 +14,14 @@
 docs/security.md states what is refused and how each case is tested.
 """
 
-from hcl_plugin.checkpoints.backbones import BACKBONE_FEATURE_DIMS, BackboneNotFoundError, build_resnet, select_prefixed
+from hcl_plugin.checkpoints.backbones import (
+    BACKBONE_FEATURE_DIMS,
+    STEMS,
+    BackboneNotFoundError,
+    build_resnet,
+    check_stem,
+    select_prefixed,
+)
 from hcl_plugin.checkpoints.config_text import UnsafeConfigTextError, parse_config_text
 from hcl_plugin.checkpoints.contract import REQUIRED_HYPER_PARAMETERS, ModelHyperParameters
 from hcl_plugin.checkpoints.keys import KeyMismatchError, KeyReport, compare_keys, prefix_hint
@@ -40,9 +47,11 @@ __all__ = [
     "NumpyDTypeRecord",
     "REQUIRED_HYPER_PARAMETERS",
     "Record",
+    "STEMS",
     "UnsafeCheckpointError",
     "UnsafeConfigTextError",
     "build_resnet",
+    "check_stem",
     "compare_keys",
     "materialize",
     "numpy_stand_ins",

@@ -16,7 +16,9 @@ parameter here:
   hyperbolic object view uses the raw box.
 
 Boxes are clipped to the image first and degenerate boxes are dropped; every such event and every
-policy decision is counted in ``SceneObjectSampler.stats``, never silent.
+policy decision is counted in ``SceneObjectSampler.stats``, never silent; the first image that had too
+few usable boxes is described in ``SceneObjectSampler.first_fallback`` (:func:`describe_boxes`: boxes
+in ``[x, y, w, h]``, outside the image or missing show up there).
 
 This samples *boxes* inside one image; UHML's *batch* sampler is
 :class:`hcl_plugin.uhml.batch_sampler.BalancedBatchSampler`.
@@ -42,7 +44,34 @@ from hcl_plugin.data.boxes import (
     union_box,
 )
 
-__all__ = ["TooFewBoxesPolicy", "TooFewBoxesError", "CropSample", "SceneObjectSampler"]
+__all__ = ["TooFewBoxesPolicy", "TooFewBoxesError", "CropSample", "SceneObjectSampler", "describe_boxes"]
+
+
+def describe_boxes(image_size: Tuple[int, int], boxes: object, min_box_area: float) -> str:
+    """Why ``boxes`` of an image of ``image_size = (height, width)`` are (un)usable, in words: how many are
+    empty after clipping (``x2 <= x1`` or ``y2 <= y1``: ``[x, y, w, h]`` boxes?), extend beyond the
+    image, or are below ``min_box_area``; the first few boxes are quoted."""
+    height, width = image_size
+    raw = as_boxes(boxes)
+    if raw.shape[0] == 0:
+        return f"{width}x{height} image without boxes"
+    clipped, _ = clip_boxes(raw, image_size)
+    degenerate = degenerate_mask(clipped)
+    outside = ((raw[:, 0] < 0) | (raw[:, 1] < 0) | (raw[:, 2] > width) | (raw[:, 3] > height))
+    inverted = (raw[:, 2] <= raw[:, 0]) | (raw[:, 3] <= raw[:, 1])
+    areas = (clipped[:, 2] - clipped[:, 0]).clamp(min=0) * (clipped[:, 3] - clipped[:, 1]).clamp(min=0)
+    small = (~degenerate) & (areas < min_box_area)
+    quoted = ", ".join("[" + ", ".join(f"{float(v):g}" for v in box) + "]" for box in raw[:3])
+    parts = [f"{width}x{height} image, {raw.shape[0]} box(es) ({quoted}{', ...' if raw.shape[0] > 3 else ''})"]
+    if int(inverted.sum()):
+        parts.append(f"{int(inverted.sum())} with x2 <= x1 or y2 <= y1 (boxes must be pixel [x1, y1, x2, y2]; "
+                     "[x, y, w, h] boxes?)")
+    if int(outside.sum()):
+        parts.append(f"{int(outside.sum())} extending beyond the image (clipped; "
+                     f"{int((degenerate & ~inverted).sum())} empty after clipping)")
+    if int(small.sum()):
+        parts.append(f"{int(small.sum())} below the minimum area {min_box_area:g} px^2")
+    return "; ".join(parts)
 
 
 class TooFewBoxesPolicy(str, Enum):
@@ -137,6 +166,8 @@ class SceneObjectSampler:
         self.random_object_area = random_object_area
         self.random_object_ratio = random_object_ratio
         self.stats: Counter = Counter()
+        #: The first image with too few usable boxes, described (:func:`describe_boxes`); ``None`` until then.
+        self.first_fallback: Optional[str] = None
 
     # ------------------------------------------------------------------ public
     def usable_boxes(self, image_size: Tuple[int, int], boxes: object) -> Tuple[Tensor, Tensor]:
@@ -186,6 +217,9 @@ class SceneObjectSampler:
             self.stats["sampled_from_boxes"] += 1
             return self._from_boxes(image_size, usable, index, generator, "boxes")
         self.stats["too_few_boxes"] += 1
+        if self.first_fallback is None:
+            self.first_fallback = (f"{image_name}: {usable.shape[0]} usable box(es), need {self.min_boxes}; "
+                                   f"{describe_boxes(image_size, boxes, self.min_box_area)}")
         policy = self.too_few_boxes
         if policy is TooFewBoxesPolicy.RESAMPLE:
             self.stats["resampled"] += 1

@@ -10,6 +10,12 @@ copies MoCo v2 (github facebookresearch/moco, ``main_moco.py`` ``--aug-plus``):
 * Hyperbolic views (scene crop and raw object crop): Resize to a square, then the same colour, grayscale,
   blur and flip — no random crop.
 
+View sizes: the official code makes all four views 224 x 224. ``hyperbolic_size`` (``HCLViews``, and
+the same option in :class:`hcl_plugin.lightly.HCLTransform`, ``scene_dataset``, ``--hyperbolic-size``
+and MMSelfSup's ``SceneObjectMultiView``) makes the two hyperbolic views smaller (or larger) than the
+Euclidean ones; ``None`` keeps them at the Euclidean size. It changes only the hyperbolic views' resize
+target: the boxes, the Euclidean views and the random draws are the same (docs/data.md).
+
 Cost: the photometric steps (colour jitter, above all its hue step, and blur) dominate, and four views
 cost twice two. ``HCLViews`` therefore applies them at the smaller of the crop's and the output's
 resolution (:class:`ResizeWithPhotometric`): a small object crop is jittered before it is upsampled, a
@@ -24,7 +30,9 @@ ceiled, inside the image), the same pixels as the MMSelfSup transforms.
 
 from __future__ import annotations
 
-from typing import Dict, Optional, Sequence, Tuple, Union
+import math
+import numbers
+from typing import Any, Dict, Optional, Sequence, Tuple, Union
 
 import torch
 from PIL import Image, ImageFilter
@@ -45,6 +53,8 @@ __all__ = [
     "moco_v2_augmentation",
     "HCLViews",
     "MoCoV2TwoViews",
+    "check_view_size",
+    "resolve_hyperbolic_size",
 ]
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -176,13 +186,35 @@ def _as_pil(image: Union[Image.Image, Tensor]) -> Image.Image:
     raise TypeError(f"image must be a PIL image or a (C, H, W) tensor, got {type(image).__name__}")
 
 
+def check_view_size(value: Any, name: str) -> int:
+    """``value`` as a positive integer number of pixels, else ``ValueError`` naming ``name``.
+
+    Integers and integral floats (``112.0``) pass; ``0``, negatives, fractions, booleans and
+    non-numbers do not.
+    """
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value) \
+            or int(value) != value or int(value) < 1:
+        raise ValueError(f"{name} must be a positive integer (pixels), got {value!r}")
+    return int(value)
+
+
+def resolve_hyperbolic_size(hyperbolic_size: Optional[Any], euclidean_size: Any) -> int:
+    """The side of the hyperbolic views: ``hyperbolic_size`` (validated), or ``euclidean_size`` when it is
+    ``None`` (the official HCL setting: all four views 224 x 224)."""
+    if hyperbolic_size is None:
+        return check_view_size(euclidean_size, "euclidean_size")
+    return check_view_size(hyperbolic_size, "hyperbolic_size")
+
+
 class HCLViews:
     """Turn (image, boxes) into the four HCL views.
 
     Args:
         sampler: draws the object and scene boxes (default: official HCL rules).
-        euclidean_size: side of the two Euclidean (MoCo) views.
-        hyperbolic_size: side of the hyperbolic scene and object views (official: 224).
+        euclidean_size: side of the two Euclidean (MoCo) views (official: 224).
+        hyperbolic_size: side of the hyperbolic scene and object views; ``None`` (default) = ``euclidean_size``,
+            the official setting (224 for both). A smaller value makes the hyperbolic views cheaper and
+            changes nothing else: same boxes, same Euclidean views, same random draws.
         crop_scale: RandomResizedCrop scale range of the Euclidean views (MoCo v2: 0.2-1).
         blur_sigma: Gaussian blur sigma range (MoCo v2: 0.1-2).
         normalize: ``(mean, std)`` or ``None`` for [0, 1] tensors.
@@ -191,26 +223,30 @@ class HCLViews:
     ``BOX_KEYS`` (float tensors ``(4,)``, pixel ``xyxy``) and ``"source"`` (where the boxes came from),
     or ``None`` when the image has too few boxes and the sampler's policy is ``"resample"``.
 
+    Raises:
+        ValueError: ``euclidean_size`` or ``hyperbolic_size`` is not a positive integer (the message
+            names it).
+
     Example:
         >>> from PIL import Image
-        >>> views = HCLViews(euclidean_size=32, hyperbolic_size=32)
+        >>> views = HCLViews(euclidean_size=32, hyperbolic_size=16)
         >>> out = views(Image.new("RGB", (128, 96)), [[0, 0, 64, 64], [40, 30, 128, 96]])
-        >>> tuple(out["hyperbolic_scene"].shape)
-        (3, 32, 32)
+        >>> tuple(out["object_view_1"].shape), tuple(out["hyperbolic_scene"].shape)
+        ((3, 32, 32), (3, 16, 16))
     """
 
     def __init__(
         self,
         sampler: Optional[SceneObjectSampler] = None,
         euclidean_size: int = 224,
-        hyperbolic_size: int = 224,
+        hyperbolic_size: Optional[int] = None,
         crop_scale: Tuple[float, float] = (0.2, 1.0),
         blur_sigma: Tuple[float, float] = (0.1, 2.0),
         normalize: Optional[Tuple[Sequence[float], Sequence[float]]] = (IMAGENET_MEAN, IMAGENET_STD),
     ) -> None:
-        for name, size in (("euclidean_size", euclidean_size), ("hyperbolic_size", hyperbolic_size)):
-            if int(size) < 1:
-                raise ValueError(f"{name} must be a positive integer, got {size}")
+        euclidean_size = check_view_size(euclidean_size, "euclidean_size")
+        hyperbolic_size = resolve_hyperbolic_size(hyperbolic_size, euclidean_size)
+        self.euclidean_size, self.hyperbolic_size = euclidean_size, hyperbolic_size
         self.sampler = sampler if sampler is not None else SceneObjectSampler()
         self.euclidean = RandomResizedCropWithPhotometric(euclidean_size, crop_scale, blur_sigma, normalize)
         self.hyperbolic = ResizeWithPhotometric(hyperbolic_size, blur_sigma, normalize)

@@ -9,11 +9,15 @@
 * transfer proxies on backbone features: linear probe and kNN on object crops, multi-label probe
   on whole images (trained on the train split, tested on the val split);
 
-and writes ``OUT/metrics.json``, ``OUT/report.md`` and the PNG plots. See docs/eval.md.
+after putting the model's BatchNorm layers through one stated procedure
+(:mod:`hcl_plugin.eval.batchnorm`; by default the running statistics are re-estimated on training
+crops, so a random-init control and a trained network are the same kind of function), and writes
+``OUT/metrics.json``, ``OUT/report.md`` and the PNG plots. See docs/eval.md.
 """
 
 from __future__ import annotations
 
+import math
 import os
 import time
 from typing import Any, Dict, List, Mapping, Optional, Tuple, Union
@@ -21,6 +25,7 @@ from typing import Any, Dict, List, Mapping, Optional, Tuple, Union
 import numpy as np
 import torch
 
+from hcl_plugin.eval.batchnorm import BatchNormProcedure, apply_batchnorm_procedure, resolve_batchnorm_procedure
 from hcl_plugin.eval.checkpoint import EvalModel, load_checkpoint
 from hcl_plugin.eval.features import extract_features
 from hcl_plugin.eval.norms import norm_summary
@@ -32,9 +37,21 @@ from hcl_plugin.utils.files import check_output_dir, prepare_output_dir, record_
 #: how an analysis folder is marked in its output list (``--overwrite`` replaces only these files)
 ANALYSIS_PRODUCER = "hcl_plugin.eval.analyze"
 
-__all__ = ["run_analysis", "as_eval_model", "select_hyperbolic_source", "HYPERBOLIC_SOURCES", "PLOT_FILES"]
+__all__ = ["run_analysis", "as_eval_model", "select_hyperbolic_source", "spearman_images_needed",
+           "HYPERBOLIC_SOURCES", "PLOT_FILES", "TARGET_SPEARMAN_SE"]
 
 PathLike = Union[str, "os.PathLike[str]"]
+
+#: The standard error of Spearman's rho an analysis should reach (issue 14): at most 1/sqrt(n - 3).
+TARGET_SPEARMAN_SE = 0.03
+
+
+def spearman_images_needed(target_se: float = TARGET_SPEARMAN_SE) -> int:
+    """Images that bound the standard error of Spearman's rho by ``target_se`` for every rho
+    (``1/sqrt(n - 3) <= target_se``, :func:`hcl_plugin.eval.metrics.spearman_standard_error`):
+    1,115 for 0.03."""
+    return int(math.ceil(1.0 / target_se ** 2 - 1e-9)) + 3
+
 
 def as_eval_model(model_or_checkpoint: Union[EvalModel, PathLike, Mapping[str, Any]], trusted: bool = False) -> EvalModel:
     """An :class:`EvalModel` from itself, a checkpoint path or a loaded checkpoint dict."""
@@ -118,6 +135,7 @@ def run_analysis(
     grid_max_classes: Optional[int] = 20,
     num_ooc_examples: int = 4,
     hyperbolic_source: str = "auto",
+    bn: Union[str, BatchNormProcedure] = "recompute",
     trusted: bool = False,
     progress: bool = True,
     seed: int = 0,
@@ -140,7 +158,11 @@ def run_analysis(
         grid_k: images per side in the Fig. 4 grid; grid_max_classes: rows shown.
         num_ooc_examples: images in the Fig. 5 figure.
         hyperbolic_source: ``"auto"``, ``"hyperbolic_head"`` or ``"projection_head"``
-            (:func:`select_hyperbolic_source`).
+            (:func:`select_hyperbolic_source`); recorded as ``hyperbolic_source``.
+        bn: BatchNorm procedure applied before feature extraction, ``"recompute"`` (default: running
+            statistics re-estimated on crops of the probe training images), ``"as_trained"``, or a
+            :class:`~hcl_plugin.eval.batchnorm.BatchNormProcedure`; recorded as ``bn_procedure`` and
+            ``details.batchnorm``. The model passed in is not changed.
         trusted: allow full unpickling of the checkpoint (runs code from the file).
         progress: tqdm progress bars.
         seed: seed of the 80/20 probe split used when the folder has no train/val pair.
@@ -149,7 +171,8 @@ def run_analysis(
 
     Returns:
         The metrics dict written to ``metrics.json`` (plain JSON types; flat headline keys including
-        :data:`~hcl_plugin.eval.report.REQUIRED_METRICS`, ``None`` where undefined, + ``"details"``).
+        :data:`~hcl_plugin.eval.report.REQUIRED_METRICS`, ``None`` where undefined, each correlation
+        and AUROC with its 95 % interval under ``<key>_ci`` = ``[low, high]``, + ``"details"``).
 
     Raises:
         FileExistsError: ``out_dir`` is not empty and ``overwrite`` is false.
@@ -158,6 +181,7 @@ def run_analysis(
     """
     if hyperbolic_source not in HYPERBOLIC_SOURCES:
         raise ValueError(f"hyperbolic_source must be one of {HYPERBOLIC_SOURCES}, got {hyperbolic_source!r}")
+    bn_procedure = resolve_batchnorm_procedure(bn)
     for name, value in (("max_images", max_images), ("max_train_images", max_train_images)):
         if value is not None and value < 1:
             raise ValueError(f"{name} must be >= 1 or None, got {value}")
@@ -181,6 +205,12 @@ def run_analysis(
     prepare_output_dir(out_dir, ANALYSIS_PRODUCER, overwrite=overwrite)
     timing["load_model"] = time.perf_counter() - t
 
+    # One BatchNorm procedure for every model, applied before any feature is extracted (on a copy).
+    t = time.perf_counter()
+    model, bn_record, bn_notes = apply_batchnorm_procedure(model, probe_train_set, bn_procedure, device=device,
+                                                           num_workers=num_workers, progress=progress)
+    timing["batchnorm"] = time.perf_counter() - t
+
     common = dict(batch_size=batch_size, device=device, num_workers=num_workers, progress=progress)
     t = time.perf_counter()
     feats = extract_features(model, eval_set, ("image", "scene", "object"), desc="analysis crops", **common)
@@ -189,7 +219,13 @@ def run_analysis(
         model, probe_test_set, ("image", "object"), desc="probe test crops", **common)
     timing["features"] = time.perf_counter() - t
 
-    notes: List[str] = [source_note] if source_note else []
+    notes: List[str] = ([source_note] if source_note else []) + bn_notes
+    if len(eval_set) < spearman_images_needed():
+        se = 1.0 / math.sqrt(max(len(eval_set) - 3, 1))
+        notes.append(f"{len(eval_set)} analysed images: the standard error of Spearman's rho is up to {se:.3f} "
+                     f"(95 % interval up to ±{1.96 * se:.2f}); {spearman_images_needed():,} images bring it to "
+                     f"≤ {TARGET_SPEARMAN_SE} (a larger validation split: python -m hcl_plugin.data.embedded.scenes "
+                     "--extra-val-images 1000)")
     names = eval_set.categories
     c = model.c
     t = time.perf_counter()
@@ -218,12 +254,21 @@ def run_analysis(
         "linear_top1": linear["top1"],
         "multilabel_map": multilabel["map"],
         "knn_top1": knn["top1"],
+        "hyperbolic_source": model.hyperbolic_source,
+        "bn_procedure": bn_record["procedure"],
+        "norm_spearman_ci": hyp_corr["objects"]["spearman_ci"],
+        "norm_pearson_ci": hyp_corr["objects"]["pearson_ci"],
+        "ooc_auroc_ci": ooc_image.get("auroc_ci"),
         "norm_spearman_labels": hyp_corr["labels"]["spearman"],
+        "norm_spearman_labels_ci": hyp_corr["labels"]["spearman_ci"],
         "norm_pearson_labels": hyp_corr["labels"]["pearson"],
         "norm_spearman_euclidean": euc_corr["objects"]["spearman"] if euc_corr else None,
+        "norm_spearman_euclidean_ci": euc_corr["objects"]["spearman_ci"] if euc_corr else None,
         "norm_pearson_euclidean": euc_corr["objects"]["pearson"] if euc_corr else None,
         "norm_spearman_scene": scene_corr["objects"]["spearman"],
+        "norm_spearman_scene_ci": scene_corr["objects"]["spearman_ci"],
         "ooc_auroc_scene": ooc_scene.get("auroc"),
+        "ooc_auroc_scene_ci": ooc_scene.get("auroc_ci"),
         "ooc_ap_scene": ooc_scene.get("ap"),
         "ooc_positive_rate": ooc_image.get("positive_rate"),
         "hyp_norm_mean": norm_summary(norms.hyperbolic)["mean"],
@@ -241,6 +286,7 @@ def run_analysis(
                 "clip_r": norms.clip_r,
                 "hyper_parameters": model.hyper_parameters,
             },
+            "batchnorm": bn_record,
             "data": {
                 "data_dir": data_dir,
                 "split": split,

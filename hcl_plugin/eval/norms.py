@@ -129,7 +129,8 @@ def norm_correlations(norms: Tensor, num_objects: Sequence[int], num_labels: Seq
     """:func:`~hcl_plugin.eval.metrics.correlation` of the norms with ``num_objects`` and ``num_labels``.
 
     Spearman's rho ranks the :func:`quantize_norms` values (rounding noise ties); Pearson's r uses the
-    norms as they are. Both are ``None`` when the quantised norms are constant.
+    norms as they are. Both are ``None`` when the quantised norms are constant. Each comes with its
+    95 % interval (``spearman_ci``, ``pearson_ci``, :mod:`hcl_plugin.eval.metrics`).
     """
     raw = to_numpy(norms, np.float64).ravel()
     quantized = quantize_norms(norms, resolution)
@@ -138,6 +139,6 @@ def norm_correlations(norms: Tensor, num_objects: Sequence[int], num_labels: Seq
         result = correlation(quantized, np.asarray(counts))
         if result["spearman"] is not None:
             linear = correlation(raw, np.asarray(counts))
-            result.update(pearson=linear["pearson"], pearson_p=linear["pearson_p"])
+            result.update(pearson=linear["pearson"], pearson_p=linear["pearson_p"], pearson_ci=linear["pearson_ci"])
         out[name] = result
     return out

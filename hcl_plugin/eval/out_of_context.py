@@ -10,7 +10,7 @@ annotated object :math:`o` in image :math:`I` the score is the geodesic distance
 computed in float64 from the explicit difference (:func:`hcl_plugin.geometry.dist`; accurate for
 close pairs, docs/numerics.md). AUROC and average precision of :math:`s` against the per-object
 ``out_of_context`` flag measure how well the distance flags the misplaced objects (0.5 AUROC and AP
-equal to the positive rate = chance).
+equal to the positive rate = chance); the AUROC comes with its 95 % DeLong interval (``auroc_ci``).
 
 [1] S. Ge, S. Mishra, S. Kornblith, C.-L. Li, D. Jacobs. "Hyperbolic Contrastive Learning for Visual
     Representations beyond Objects". CVPR 2023.
@@ -22,7 +22,7 @@ from typing import Dict, Optional
 
 from torch import Tensor
 
-from hcl_plugin.eval.metrics import auroc, average_precision
+from hcl_plugin.eval.metrics import auroc, auroc_interval, average_precision
 from hcl_plugin.geometry import dist
 
 __all__ = ["object_scene_distances", "out_of_context_metrics"]
@@ -51,8 +51,9 @@ def object_scene_distances(object_points: Tensor, scene_points: Tensor, object_s
 
 
 def out_of_context_metrics(distances: Tensor, out_of_context: Tensor) -> Dict[str, Optional[float]]:
-    """AUROC and AP of ``distances`` as a score for ``out_of_context`` (bool, same length), the
-    number of objects and of positives, and the mean distance of each group."""
+    """AUROC (with its 95 % DeLong interval ``auroc_ci``) and AP of ``distances`` as a score for
+    ``out_of_context`` (bool, same length), the number of objects and of positives, and the mean
+    distance of each group."""
     flags = out_of_context.bool()
     if flags.shape != distances.shape:
         raise ValueError(f"distances and out_of_context must have the same shape, got "
@@ -61,6 +62,7 @@ def out_of_context_metrics(distances: Tensor, out_of_context: Tensor) -> Dict[st
     n_pos = int(flags.sum())
     return {
         "auroc": auroc(flags, d),
+        "auroc_ci": auroc_interval(flags, d),
         "ap": average_precision(flags, d),
         "num_objects": int(flags.numel()),
         "num_out_of_context": n_pos,

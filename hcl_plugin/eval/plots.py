@@ -190,10 +190,14 @@ def plot_distance_histogram(distances: Sequence[float], out_of_context: Optional
         ax.hist(d, bins=bins, color="#1f77b4", alpha=0.8, label=f"objects (n={d.size})")
     else:
         flags = np.asarray(out_of_context, dtype=bool)
-        ax.hist(d[~flags], bins=bins, color=_IN_CONTEXT, alpha=0.6, density=True,
-                label=f"in context (n={int((~flags).sum())})")
-        ax.hist(d[flags], bins=bins, color=_OUT_OF_CONTEXT, alpha=0.6, density=True,
-                label=f"out of context (n={int(flags.sum())})")
+        # a group without objects (e.g. no out-of-context object in the split) is named, not drawn:
+        # a density of an empty histogram is 0/0 (numpy's "invalid value" warning)
+        for group, color, label in ((~flags, _IN_CONTEXT, "in context"), (flags, _OUT_OF_CONTEXT, "out of context")):
+            n = int(group.sum())
+            if n:
+                ax.hist(d[group], bins=bins, color=color, alpha=0.6, density=True, label=f"{label} (n={n})")
+            else:
+                ax.plot([], [], color=color, label=f"{label} (n=0, none in this split)")
         ax.set_ylabel("density")
     ax.set_xlabel(xlabel)
     ax.legend(fontsize=8)

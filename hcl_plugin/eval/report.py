@@ -9,7 +9,10 @@ from typing import Any, List, Mapping, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
-__all__ = ["REQUIRED_METRICS", "to_json_value", "write_metrics_json", "write_report_markdown"]
+from hcl_plugin.eval.batchnorm import describe_batchnorm
+
+__all__ = ["NORM_QUANTITIES", "REQUIRED_METRICS", "describe_norm_quantity", "format_interval", "to_json_value",
+           "write_metrics_json", "write_report_markdown"]
 
 PathLike = Union[str, "os.PathLike[str]"]
 
@@ -63,6 +66,40 @@ def _fmt(value: Any, digits: int = 4) -> str:
     return str(value)
 
 
+def format_interval(value: Any, digits: int = 3) -> str:
+    """``[low, high]`` of a 95 % interval, ``n/a`` when undefined."""
+    if value is None:
+        return "n/a"
+    low, high = value
+    return f"[{_fmt(low, digits)}, {_fmt(high, digits)}]"
+
+
+#: Why the norms here differ from the ``health/hyp_norm_*`` logged in training (report.md, one paragraph).
+TRAIN_EVAL_NORMS_NOTE = (
+    "Norms here vs. in training: the `health/hyp_norm_*` values logged during training come from train-mode "
+    "BatchNorm (each batch normalised with its own statistics, on training crops), while this analysis runs "
+    "the network in eval mode with BatchNorm statistics re-estimated (or as stored, `--bn as_trained`) and on "
+    "whole images. After short runs the running statistics lag the batch statistics, so the two norm "
+    "scales can differ markedly; compare norms within one analysis, not with the training logs "
+    "(docs/eval.md, Matched controls)."
+)
+
+#: What the norms are measured on, per ``hyperbolic_source``.
+NORM_QUANTITIES = {
+    "hyperbolic_head": "d_c(0, z) with z = hyperbolic_head(backbone(x)), the model's own hyperbolic head",
+    "hyperbolic_head(projection_head)": "d_c(0, z) with z = the shared hyperbolic head (BallMap: feature scale, "
+                                        "clipping, expmap0_c) of e = projection_head(backbone(x))",
+    "expmap0(projection_head)": "d_c(0, expmap0_c(e)) = 2‖e‖ (up to float32 saturation) with "
+                                "e = projection_head(backbone(x)), the Euclidean head's raw output",
+}
+
+
+def describe_norm_quantity(hyperbolic_source: Optional[str]) -> str:
+    """One sentence naming the quantity the hyperbolic norms of an analysis come from."""
+    quantity = NORM_QUANTITIES.get(str(hyperbolic_source), f"the embeddings of `{hyperbolic_source}`")
+    return f"Norm quantity (`hyperbolic_source` = `{hyperbolic_source}`): {quantity}."
+
+
 def _table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> List[str]:
     lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
     lines += ["| " + " | ".join(_fmt(v) for v in row) + " |" for row in rows]
@@ -87,14 +124,23 @@ def write_report_markdown(metrics: Mapping[str, Any], plots: Mapping[str, Option
     lines = [
         "# HCL analysis report",
         "",
-        f"Checkpoint: `{model.get('source', 'in-memory model')}` — backbone {model.get('backbone', '?')}, "
+        f"Checkpoint: `{model.get('source') or 'in-memory model'}` — backbone {model.get('backbone', '?')}, "
         f"hyperbolic embeddings from `{model.get('hyperbolic_source', '?')}`, c = {_fmt(model.get('c'))}, "
         f"crops of {model.get('image_size', '?')} px.",
         "",
         f"Data: `{data.get('annotation_file', '?')}` — {data.get('num_images', '?')} images, "
         f"{data.get('num_objects', '?')} objects.",
         "",
+        describe_norm_quantity(model.get("hyperbolic_source")),
+        "",
+        describe_batchnorm(details.get("batchnorm")),
+        "",
+        TRAIN_EVAL_NORMS_NOTE,
+        "",
         "## Headline metrics",
+        "",
+        "Intervals: 95 %, Fisher z for the correlations (Bonett–Wright standard error for Spearman), "
+        "DeLong for the AUROC (docs/eval.md).",
         "",
     ]
     headline = [
@@ -111,7 +157,10 @@ def write_report_markdown(metrics: Mapping[str, Any], plots: Mapping[str, Option
         ("knn_top1", "kNN top-1, object crops"),
         ("hyp_clipped_fraction", "fraction of image embeddings at the clip radius"),
     ]
-    lines += _table(["metric", "value", "meaning"], [(f"`{k}`", metrics.get(k), text) for k, text in headline if k in metrics])
+    lines += _table(["metric", "value", "95 % interval", "meaning"],
+                    [(f"`{k}`", metrics.get(k),
+                      format_interval(metrics[f"{k}_ci"]) if f"{k}_ci" in metrics else "", text)
+                     for k, text in headline if k in metrics])
     lines.append("")
 
     norm_tables = details.get("norms", {})

@@ -1,6 +1,7 @@
 """Poincaré-ball geometry (torch only, no framework imports)."""
 
 from hcl_plugin.geometry.curvature import Curvature
+from hcl_plugin.geometry.gradient import norm_only, riemannian_expmap0, riemannian_gradient
 from hcl_plugin.geometry.poincare import (
     ball_margin,
     ball_radius,
@@ -28,6 +29,9 @@ __all__ = [
     "dist0",
     "expmap0",
     "logmap0",
+    "norm_only",
     "pairwise_dist",
     "project",
+    "riemannian_expmap0",
+    "riemannian_gradient",
 ]

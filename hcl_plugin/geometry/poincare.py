@@ -313,9 +313,14 @@ def expmap0(v: Tensor, c: CurvatureLike, *, check_values: Optional[bool] = None)
     cc = as_curvature(c, v)
     if _due(check_values, "expmap0"):
         check_finite(v, "v")
-    sqrt_c = cc.sqrt()
+    return expmap0_unchecked(v, cc)
+
+
+def expmap0_unchecked(v: Tensor, c: Tensor) -> Tensor:
+    """:func:`expmap0` without the checks or dtype handling (``c`` a tensor of ``v``'s dtype), for callers that did both (no device sync)."""
+    sqrt_c = c.sqrt()
     scale, w, w_norm = scaled_rows(v)
-    return project_unchecked(torch.tanh(sqrt_c * scale * w_norm) / (sqrt_c * w_norm) * w, cc)
+    return project_unchecked(torch.tanh(sqrt_c * scale * w_norm) / (sqrt_c * w_norm) * w, c)
 
 
 @float32_math

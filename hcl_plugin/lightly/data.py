@@ -9,7 +9,7 @@ from typing import Optional
 from hcl_plugin.data.readers import ReadResult, read_coco, read_openimages
 from hcl_plugin.data.box_sampler import SceneObjectSampler
 from hcl_plugin.data.scene_dataset import HCLSceneDataset
-from hcl_plugin.data.views import HCLViews
+from hcl_plugin.data.views import HCLViews, check_view_size
 
 #: Where the examples build the embedded set when no ``--data`` is given.
 DEFAULT_EMBEDDED_DIR = Path("data") / "embedded"
@@ -46,13 +46,19 @@ def scene_dataset(
     too_few_boxes: str = "resample",
     seed: Optional[int] = None,
     on_bad_image: str = "raise",
+    hyperbolic_size: Optional[int] = None,
 ) -> HCLSceneDataset:
     """A ``torch.utils.data.Dataset`` of HCL view dicts (keys ``hcl_plugin.data.VIEW_KEYS`` + boxes).
 
     ``torch.utils.data.default_collate`` batches its items; each item holds ``object_view_1``,
-    ``object_view_2``, ``hyperbolic_scene``, ``hyperbolic_object`` (tensors), the boxes used,
-    ``source``, ``image_id`` and ``index``.
+    ``object_view_2`` (``input_size`` x ``input_size``), ``hyperbolic_scene``, ``hyperbolic_object``
+    (``hyperbolic_size`` x ``hyperbolic_size``; ``None`` = ``input_size``, the official setting: 224 for
+    all four views), the boxes used, ``source``, ``image_id`` and ``index``.
+
+    Raises:
+        ValueError: ``input_size`` or ``hyperbolic_size`` is not a positive integer (named in the message).
     """
+    input_size = check_view_size(input_size, "input_size")
     sampler = SceneObjectSampler(min_box_area=float(min_box_size) ** 2, expand_to=expand_to, too_few_boxes=too_few_boxes)
-    views = HCLViews(sampler, euclidean_size=input_size, hyperbolic_size=input_size)
+    views = HCLViews(sampler, euclidean_size=input_size, hyperbolic_size=hyperbolic_size)
     return HCLSceneDataset(read_scenes(image_root, annotations), views, seed=seed, on_bad_image=on_bad_image)

@@ -9,7 +9,7 @@ from torch import Tensor, nn
 from hcl_plugin.geometry import Curvature
 from hcl_plugin.lightly.hyperbolic_ntx_ent_loss import MemoryBankLoss, bank_size, hyperbolic_bank, loss_with_memory_bank
 from hcl_plugin.losses import HCLLoss as CoreHCLLoss
-from hcl_plugin.losses.hcl import check_nonempty_inputs
+from hcl_plugin.losses.hcl import check_nonempty_inputs, warn_keys_require_grad
 from hcl_plugin.losses.info_nce import l2_normalize
 from hcl_plugin.modules import MemoryBank
 
@@ -112,9 +112,12 @@ class HCLLoss(nn.Module):
         """Args: object-view queries and keys (pairs when ``symmetric``), (B, D); scene query and
         object key on the ball, (B, D'). Returns the loss, and with ``return_parts`` also
         ``{"loss_euc", "loss_hyp"}`` (detached) for logging. An empty batch raises ``ValueError``
-        naming the argument."""
+        naming the argument; keys that still require grad warn once (``UserWarning`` naming the argument).
+        Points outside the loss's ball raise ``ValueError`` (with value checks on): a head built with
+        another curvature than the loss's usually shows up that way."""
         check_nonempty_inputs(type(self).__name__, [("euc_query", euc_query), ("euc_key", euc_key),
                                                     ("hyp_query", hyp_query), ("hyp_key", hyp_key)])
+        warn_keys_require_grad(self, [("euc_key", euc_key), ("hyp_key", hyp_key)])
         pairs = isinstance(euc_query, (tuple, list)), isinstance(euc_key, (tuple, list))
         if self.symmetric:
             if not all(pairs):

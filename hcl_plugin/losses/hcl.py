@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import warnings
 from typing import Any, NamedTuple, Optional, Sequence, Tuple, Union
 
+import torch
 from torch import Tensor, nn
 
 from hcl_plugin.geometry import Curvature
@@ -11,7 +13,8 @@ from hcl_plugin.losses.hyperbolic_info_nce import HyperbolicInfoNCELoss
 from hcl_plugin.losses.info_nce import InfoNCELoss
 from hcl_plugin.utils.checks import check_non_negative, check_nonempty
 
-__all__ = ["HCLLoss", "HCLLossOutput", "check_lambda_hyp", "check_nonempty_inputs", "combine_hcl"]
+__all__ = ["HCLLoss", "HCLLossOutput", "check_lambda_hyp", "check_nonempty_inputs", "combine_hcl",
+           "warn_keys_require_grad"]
 
 
 class HCLLossOutput(NamedTuple):
@@ -54,6 +57,27 @@ def check_nonempty_inputs(owner: str, named: Sequence[Tuple[str, Any]]) -> None:
         for index, tensor in enumerate(views):
             if isinstance(tensor, Tensor):
                 check_nonempty(tensor, f"{name}[{index}]" if isinstance(value, (tuple, list)) else name, owner)
+
+
+def warn_keys_require_grad(owner: nn.Module, named: Sequence[Tuple[str, Any]]) -> None:
+    """A ``UserWarning`` (once per ``owner``) naming the first key among ``(name, tensor or pair or None)``
+    that still requires grad while autograd records: MoCo keys come from the momentum encoder under
+    ``torch.no_grad()``; a key with a graph trains the key encoder too (and the queue keeps the graph
+    alive until it detaches). Intended in-batch use (both views trained) can pass ``key.detach()`` or
+    ignore the warning."""
+    if getattr(owner, "_warned_key_grad", False) or not torch.is_grad_enabled():
+        return
+    for name, value in named:
+        views = value if isinstance(value, (tuple, list)) else (value,)
+        for index, tensor in enumerate(views):
+            if isinstance(tensor, Tensor) and tensor.requires_grad:
+                shown = f"{name}[{index}]" if isinstance(value, (tuple, list)) else name
+                owner._warned_key_grad = True
+                warnings.warn(
+                    f"{type(owner).__name__}: {shown} requires grad, so the loss also back-propagates through the "
+                    f"key encoder; keys come from the momentum encoder under torch.no_grad() (or pass "
+                    f"{shown}.detach()). Shown once per loss.", UserWarning, stacklevel=3)
+                return
 
 
 class HCLLoss(nn.Module):
@@ -143,9 +167,11 @@ class HCLLoss(nn.Module):
         ball for the hyperbolic term (``None`` allowed when ``lambda_hyp == 0``); optional queues
         (K, D) and (K, D') of negatives for each (``None``: in-batch negatives).
 
-        Raises ``ValueError`` naming the argument for an empty batch (and see the two losses)."""
+        Raises ``ValueError`` naming the argument for an empty batch (and see the two losses). Keys
+        that still require grad give a ``UserWarning`` naming the argument (once per loss)."""
         check_nonempty_inputs(type(self).__name__, [("object_query", object_query), ("object_key", object_key),
                                                     ("scene_query", scene_query), ("object_key_hyp", object_key_hyp)])
+        warn_keys_require_grad(self, [("object_key", object_key), ("object_key_hyp", object_key_hyp)])
         loss_euc = self.euclidean(object_query, object_key, euc_negatives)
         loss_hyp = None
         if self.computes_hyperbolic(scene_query, object_key_hyp):

@@ -6,8 +6,8 @@ Load them from a config with::
 
 Registered in MMSelfSup's registries (``default_scope='mmselfsup'``):
 
-- ``MODELS``: ``HCLMoCoV2``, ``HCLDenseCL`` (:mod:`~hcl_plugin.mmselfsup.algorithms`), ``PoincareNeck``
-  (:mod:`~hcl_plugin.mmselfsup.necks`), ``HyperbolicContrastiveHead`` (:mod:`~hcl_plugin.mmselfsup.heads`);
+- ``MODELS``: ``HCLMoCoV2``, ``HCLDenseCL`` (:mod:`~hcl_plugin.mmselfsup.algorithms`), ``PoincareNeck``,
+  ``BallMapNeck`` (the shared head's map; :mod:`~hcl_plugin.mmselfsup.necks`), ``HyperbolicContrastiveHead`` (:mod:`~hcl_plugin.mmselfsup.heads`);
   UHML's ``UHML`` and ``UHMLNeck`` (:mod:`~hcl_plugin.mmselfsup.uhml_model`);
 - ``DATASETS`` (:mod:`~hcl_plugin.mmselfsup.datasets`): ``SceneBoxDataset`` (COCO JSON / COCO-format
   proposals / OpenImages CSV) and UHML's ``UHMLImageFolder`` (a retrieval image tree, class halves);
@@ -30,7 +30,7 @@ from hcl_plugin.mmselfsup.algorithms import HCLDenseCL, HCLMoCoV2
 from hcl_plugin.mmselfsup.datasets import SceneBoxDataset, UHMLImageFolder
 from hcl_plugin.mmselfsup.heads import HyperbolicContrastiveHead
 from hcl_plugin.mmselfsup.hooks import HCLLambdaWarmupHook, UHMLReclusterHook
-from hcl_plugin.mmselfsup.necks import PoincareNeck
+from hcl_plugin.mmselfsup.necks import BallMapNeck, PoincareNeck
 from hcl_plugin.mmselfsup.samplers import UHMLBalancedBatchSampler
 from hcl_plugin.mmselfsup.transforms import SampleSceneObjectBoxes, SceneObjectMultiView
 from hcl_plugin.mmselfsup.uhml_model import UHML, UHMLNeck
@@ -43,6 +43,7 @@ __all__ = [
     "HCLMoCoV2",
     "HCLDenseCL",
     "PoincareNeck",
+    "BallMapNeck",
     "HyperbolicContrastiveHead",
     "SceneBoxDataset",
     "SampleSceneObjectBoxes",

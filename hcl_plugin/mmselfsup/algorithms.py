@@ -13,8 +13,10 @@ earlier object keys on the ball (:class:`hcl_plugin.modules.HyperbolicMemoryBank
 the ball from a seed so every rank starts equal, keys gathered across ranks before enqueueing, saved
 in checkpoints). :math:`\\mathcal{L}_{hyp}` is the core loss
 (:class:`hcl_plugin.losses.HyperbolicInfoNCELoss`, through ``HyperbolicContrastiveHead``); the
-algorithm multiplies it by λ (``lambda_hyp``) and returns it as ``loss_hyp`` beside the baseline's
-losses, and MMEngine sums every ``loss*`` entry. ``HCLLambdaWarmupHook`` can ramp λ.
+algorithm returns λ·L_hyp (``lambda_hyp``) as ``loss_hyp_weighted`` beside the baseline's losses, which
+MMEngine sums into ``loss``, and logs the unweighted L_hyp as ``loss_hyp`` without summing it (the
+Lightly models' convention: ``loss`` = total, ``loss_hyp`` unweighted, ``loss_hyp_weighted`` its part of
+the total). ``HCLLambdaWarmupHook`` can ramp λ.
 
 The curvature :math:`c` belongs to the algorithm: ``curvature`` in the model config (a number, or
 ``dict(c=..., learnable=...)``) builds one :class:`hcl_plugin.geometry.Curvature`, and the same object
@@ -22,6 +24,22 @@ is passed to the neck, the momentum copy of the neck, the head and the queue. It
 once, as the algorithm's ``curvature`` (the others refer to it), so a learnable :math:`\\log c` is
 one parameter (``curvature.log_c`` in the optimiser and in checkpoints), never averaged into the
 momentum copy.
+
+Where the hyperbolic branch comes from (``hyperbolic_head``, docs/hcl_options.md):
+
+* ``'separate'`` (the project's default): the ``PoincareNeck``, an MLP of its own on the backbone
+  features, beside MMSelfSup's projection neck;
+* ``'shared'`` (the released HCL code's): one projection head, MMSelfSup's own neck (``MoCoV2Neck``;
+  DenseCL's global branch). Its raw output, before the L2 normalisation MMSelfSup applies in ``loss``,
+  is mapped onto the ball by a ``BallMapNeck`` (:class:`hcl_plugin.modules.BallMap`): the scene query
+  through the online backbone and neck, the object key through the momentum backbone and the momentum
+  neck (``encoder_k``, batch-shuffled like MMSelfSup's keys). The hyperbolic loss then also trains the
+  projection neck.
+
+The gradient options of the map (``riemannian_grad``, ``decoupled``) are keys of ``hyp_neck``. The
+map's health (``ball_health_stats``: ``hyp_c_sq_norm_mean``, ``hyp_near_boundary_fraction``, ...) is
+returned with the losses as detached tensors; MMEngine logs every entry and sums only those whose name
+contains ``loss``.
 
 [1] S. Ge, S. Mishra et al. "Hyperbolic Contrastive Learning for Visual Representations beyond
     Objects". CVPR 2023. https://arxiv.org/abs/2212.00653
@@ -42,7 +60,9 @@ from mmselfsup.structures import SelfSupDataSample
 from mmselfsup.utils import batch_shuffle_ddp, batch_unshuffle_ddp
 from torch import Tensor, nn
 
+from hcl_plugin.checkpoints.contract import check_hyperbolic_head_kind
 from hcl_plugin.geometry import Curvature
+from hcl_plugin.mmselfsup.necks import BALL_MAP_KEYS, BallMapNeck, PoincareNeck
 from hcl_plugin.modules import HyperbolicMemoryBank
 from hcl_plugin.utils.checks import check_non_negative
 
@@ -145,6 +165,36 @@ def _resolve_curvature(owner: str, curvature: CurvatureConfig, parts: Mapping[st
     return shared
 
 
+def _hyperbolic_neck_config(owner: str, kind: str, hyp_neck: Mapping[str, Any], out_channels: int) -> Dict[str, Any]:
+    """The config of the branch's map onto the ball for ``hyperbolic_head=kind``.
+
+    ``'separate'``: ``hyp_neck`` as it is (a ``BallMapNeck`` there is an error: it has no MLP of its
+    own). ``'shared'``: a ``BallMapNeck`` on the projection neck's ``out_channels``; a ``PoincareNeck``
+    config (the base configs') gives its map's keys (``clip_r``, ``feature_scale``, ``learn_scale``,
+    ``riemannian_grad``, ``decoupled``), its MLP keys are not used.
+    """
+    cfg = dict(hyp_neck)
+    neck_type = cfg.get("type")
+    if kind == "separate":
+        if neck_type in ("BallMapNeck", BallMapNeck):
+            raise ValueError(f"{owner}: model.hyp_neck is a BallMapNeck, which maps the projection neck's output; "
+                             "set model.hyperbolic_head='shared', or use a PoincareNeck for a separate head")
+        return cfg
+    if neck_type in ("PoincareNeck", PoincareNeck):
+        unused = sorted(key for key in cfg if key not in BALL_MAP_KEYS and key != "type")
+        cfg = {key: value for key, value in cfg.items() if key in BALL_MAP_KEYS}
+        print_log(f"{owner}: hyperbolic_head='shared': the hyperbolic branch maps the projection neck's output "
+                  f"onto the ball (a BallMapNeck with model.hyp_neck's {sorted(cfg) or 'default'} options; "
+                  f"{', '.join(unused) or 'no keys'} unused)", logger="current", level=logging.INFO)
+        cfg["type"] = "BallMapNeck"
+    given = cfg.get("out_channels")
+    if given is not None and given != out_channels:
+        raise ValueError(f"{owner}: model.hyp_neck.out_channels = {given}, but the shared head maps the projection "
+                         f"neck's output, of dimension {out_channels} (feat_dim); remove it")
+    cfg["out_channels"] = out_channels
+    return cfg
+
+
 def _resolve_lambda(owner: str, lambda_hyp: Optional[float], hyp_lambda: Optional[float]) -> float:
     """λ from ``lambda_hyp`` or its deprecated alias ``hyp_lambda`` (not both), validated; 0.1 by default."""
     if hyp_lambda is not None:
@@ -194,6 +244,10 @@ def momentum_copy(module: nn.Module, momentum: float, curvature: Curvature) -> E
     return ema
 
 
+#: entries of the HCL algorithms' loss dict that MMEngine must log but not add to ``loss``
+LOGGED_NOT_SUMMED = ("loss_hyp",)
+
+
 class HyperbolicBranchMixin:
     """The hyperbolic branch shared by the HCL algorithms, put before an MMSelfSup MoCo-style algorithm.
 
@@ -214,6 +268,7 @@ class HyperbolicBranchMixin:
         hyp_queue_len: Optional[int] = None,
         queue_seed: int = 0,
         hyp_lambda: Optional[float] = None,
+        hyperbolic_head: str = "separate",
         **baseline_kwargs: Any,
     ) -> None:
         """Build the baseline from ``baseline_kwargs``, then the branch (arguments: see :class:`HCLMoCoV2`).
@@ -222,8 +277,12 @@ class HyperbolicBranchMixin:
         equal, else ``ValueError``); without it, the ``c`` of ``hyp_neck`` / ``hyp_head`` (deprecated;
         they must agree), else 0.05. The neck, the head, the momentum neck and the queue receive the
         same :class:`~hcl_plugin.geometry.Curvature` (their configs' ``c`` is replaced by it).
+
+        ``hyperbolic_head='shared'`` builds a ``BallMapNeck`` of the projection neck's output instead of
+        the ``PoincareNeck`` (see :func:`_hyperbolic_neck_config`).
         """
         owner = type(self).__name__
+        kind = check_hyperbolic_head_kind(hyperbolic_head, f"{owner}: model.hyperbolic_head")
         lambda_value = _resolve_lambda(owner, lambda_hyp, hyp_lambda)
         shared = _resolve_curvature(owner, curvature, {"hyp_neck": hyp_neck, "hyp_head": hyp_head})
         super().__init__(**baseline_kwargs)  # type: ignore[call-arg]  # MoCo / DenseCL
@@ -231,13 +290,42 @@ class HyperbolicBranchMixin:
         if queue_len < 1:
             raise ValueError(f"{owner}: hyp_queue_len must be >= 1, got {queue_len}")
         self.lambda_hyp = lambda_value
+        self.hyperbolic_head = kind
         self.curvature = shared  # the one registration: parameter and checkpoint key 'curvature.log_c'
-        self.hyp_neck = MODELS.build(dict(hyp_neck, c=shared))
+        # shared: the map of the projection neck's output, whose dimension is the queue's (MoCo's feat_dim)
+        neck_cfg = _hyperbolic_neck_config(owner, kind, hyp_neck, int(self.queue.size(0)))
+        self.hyp_neck = MODELS.build(dict(neck_cfg, c=shared))
         self.hyp_head = MODELS.build(dict(hyp_head, c=shared))
         self.hyp_neck_k = momentum_copy(self.hyp_neck, self.encoder_k.momentum, shared)
         self.hyp_queue = HyperbolicMemoryBank(queue_len, self.hyp_neck.out_channels, c=shared, seed=queue_seed)
         for part in (self.hyp_neck, self.hyp_head, self.hyp_queue):
             share_curvature(part, shared)
+
+    @property
+    def shared_head(self) -> bool:
+        """Whether the hyperbolic branch maps the projection neck's output (``hyperbolic_head='shared'``)."""
+        return self.hyperbolic_head == "shared"
+
+    def hyperbolic_query(self, images: Tensor) -> Tensor:
+        """Points on the ball of ``images`` through the online backbone and ``hyp_neck``; shared: through
+        the online backbone, the projection neck (its raw global output, before MMSelfSup normalises it)
+        and the ``BallMapNeck``."""
+        features = self.backbone(images)
+        if self.shared_head:
+            return self.hyp_neck([self.neck(features)[0]])[0]
+        return self.hyp_neck(features)[0]
+
+    def hyperbolic_key(self, images: Tensor) -> Tensor:
+        """The momentum counterpart of :meth:`hyperbolic_query` (``encoder_k`` and ``hyp_neck_k``), with
+        MMSelfSup's shuffle-BN: the batch is shuffled across ranks before the key backbone and the keys
+        unshuffled after the map (row by row, so the order does not change it). Call it without grad."""
+        images, idx_unshuffle = batch_shuffle_ddp(images)
+        features = self.encoder_k.module[0](images)
+        if self.shared_head:
+            key = self.hyp_neck_k.module([self.encoder_k.module[1](features)[0]])[0]
+        else:
+            key = self.hyp_neck_k.module(features)[0]
+        return batch_unshuffle_ddp(key, idx_unshuffle)
 
     @property
     def hyp_lambda(self) -> float:
@@ -252,25 +340,34 @@ class HyperbolicBranchMixin:
                       DeprecationWarning, stacklevel=2)
         self.lambda_hyp = value
 
+    def parse_losses(self, losses: Dict[str, Tensor]):
+        """MMEngine's sum of every ``loss*`` entry, with the unweighted ``loss_hyp`` logged but not summed
+        (its weighted part, ``loss_hyp_weighted``, is in the sum)."""
+        logged_only = {name: losses[name] for name in LOGGED_NOT_SUMMED if name in losses}
+        loss, log_vars = super().parse_losses({k: v for k, v in losses.items() if k not in logged_only})
+        for name, value in logged_only.items():
+            log_vars[name] = value.detach().mean()
+        return loss, log_vars
+
     def _hyperbolic_loss(self, inputs: List[Tensor]) -> Dict[str, Tensor]:
-        """``loss_hyp`` = λ · HyperbolicInfoNCE(scene queries, object keys, queue) and the branch's health."""
+        """``loss_hyp_weighted`` = λ · ``loss_hyp``, ``loss_hyp`` = HyperbolicInfoNCE(scene queries, object keys,
+        queue) (detached, logged only: :meth:`parse_losses`) and the branch's health."""
         if len(inputs) != NUM_HCL_VIEWS:
             raise ValueError(
                 f"{type(self).__name__} expects {NUM_HCL_VIEWS} views per sample (object, object, scene, "
                 f"object; the SceneObjectMultiView transform makes them), got {len(inputs)}"
             )
         im_scene, im_object = inputs[2], inputs[3]
-        query = self.hyp_neck(self.backbone(im_scene))[0]
+        query = self.hyperbolic_query(im_scene)
+        health = dict(getattr(self.hyp_neck, "stats", {}))  # of the scene queries
         with torch.no_grad():
-            self.hyp_neck_k.update_parameters(self.hyp_neck)
-            im_object, idx_unshuffle = batch_shuffle_ddp(im_object)
-            key = self.hyp_neck_k.module(self.encoder_k.module[0](im_object))[0]
-            key = batch_unshuffle_ddp(key, idx_unshuffle)
+            self.hyp_neck_k.update_parameters(self.hyp_neck)  # encoder_k: updated by the baseline's loss
+            key = self.hyperbolic_key(im_object)
         loss_hyp = self.hyp_head(query, key, self.hyp_queue.negatives())
         self.hyp_queue.enqueue(key)
-        out = {"loss_hyp": self.lambda_hyp * loss_hyp}
+        out = {"loss_hyp_weighted": self.lambda_hyp * loss_hyp, "loss_hyp": loss_hyp.detach()}
         # health of the hyperbolic branch (logged, not optimised: MMEngine sums only keys with 'loss')
-        for name, value in getattr(self.hyp_neck, "stats", {}).items():
+        for name, value in health.items():
             out[name if name.startswith("hyp_") else f"hyp_{name}"] = value.detach()
         if self.curvature.learnable:
             out["hyp_c"] = self.curvature().detach()
@@ -289,7 +386,9 @@ class HCLMoCoV2(HyperbolicBranchMixin, MoCo):
     Args:
         backbone, neck, head, queue_len, feat_dim, momentum, pretrained, data_preprocessor,
             init_cfg: as MMSelfSup's ``MoCo``.
-        hyp_neck: a ``PoincareNeck`` config (its ``c`` comes from ``curvature``).
+        hyp_neck: a ``PoincareNeck`` config (its ``c`` comes from ``curvature``), or with
+            ``hyperbolic_head='shared'`` a ``BallMapNeck`` one; its ``riemannian_grad`` / ``decoupled``
+            are the map's gradient options (default off; the released code: ``riemannian_grad=True``).
         hyp_head: a ``HyperbolicContrastiveHead`` config (its ``c`` comes from ``curvature``).
         lambda_hyp: λ, the weight of the hyperbolic loss (default: 0.1, the official HCL value).
         curvature: the curvature of the ball, for the neck, its momentum copy, the head and the queue:
@@ -299,6 +398,9 @@ class HCLMoCoV2(HyperbolicBranchMixin, MoCo):
         hyp_queue_len: length of the queue of object keys (default: ``queue_len``).
         queue_seed: seed of the hyperbolic queue's initial points (equal on every rank).
         hyp_lambda: deprecated alias of ``lambda_hyp`` (``DeprecationWarning``; ``ValueError`` with both).
+        hyperbolic_head: ``'separate'`` (default: the ``PoincareNeck``, an MLP of its own) or ``'shared'``
+            (the released HCL code's: the ``neck``'s raw output mapped onto the ball by a ``BallMapNeck``;
+            a ``PoincareNeck`` config in ``hyp_neck`` gives the map's options, its MLP keys are unused).
     """
 
     def __init__(
@@ -319,6 +421,7 @@ class HCLMoCoV2(HyperbolicBranchMixin, MoCo):
         data_preprocessor: Optional[dict] = None,
         init_cfg: InitConfig = None,
         hyp_lambda: Optional[float] = None,
+        hyperbolic_head: str = "separate",
     ) -> None:
         super().__init__(**_arguments(locals()))  # the mixin splits them between MoCo and the branch
 
@@ -341,8 +444,8 @@ class HCLDenseCL(HyperbolicBranchMixin, DenseCL):
     Args:
         backbone, neck, head, queue_len, feat_dim, momentum, loss_lambda, pretrained,
             data_preprocessor, init_cfg: as MMSelfSup's ``DenseCL``.
-        hyp_neck, hyp_head, lambda_hyp, curvature, hyp_queue_len, queue_seed, hyp_lambda: as
-            :class:`HCLMoCoV2`.
+        hyp_neck, hyp_head, lambda_hyp, curvature, hyp_queue_len, queue_seed, hyp_lambda, hyperbolic_head:
+            as :class:`HCLMoCoV2` (shared: DenseCL's global branch, ``neck.mlp``, is the shared head).
     """
 
     def __init__(
@@ -364,6 +467,7 @@ class HCLDenseCL(HyperbolicBranchMixin, DenseCL):
         data_preprocessor: Optional[dict] = None,
         init_cfg: InitConfig = None,
         hyp_lambda: Optional[float] = None,
+        hyperbolic_head: str = "separate",
     ) -> None:
         super().__init__(**_arguments(locals()))  # the mixin splits them between DenseCL and the branch
 

@@ -8,7 +8,12 @@ never executed: a file whose text holds anything else is refused.
 
 * ``backbone.*`` stays (MMCls' ResNet uses torchvision's parameter names);
 * ``neck.mlp.{0,2}.*`` (``MoCoV2Neck`` / ``DenseCLNeck`` global branch) -> ``projection_head.layers.{0,2}.*``;
-* ``hyp_neck.head.*`` (``PoincareNeck``) -> ``hyperbolic_head.*``;
+* ``hyp_neck.head.*`` (``PoincareNeck``; a shared head's ``BallMapNeck``: only ``log_scale``, when a
+  scale is set) -> ``hyperbolic_head.*``;
+* ``hyperbolic_head`` (``"separate"`` / ``"shared"``) from ``model.hyperbolic_head`` (absent:
+  ``"separate"``): a shared head is rebuilt as a ``BallMap`` of ``projection_head``'s output, with the
+  projection neck's sizes as ``hyp_hidden_dim`` / ``hyp_output_dim``; ``riemannian_grad`` and
+  ``decoupled`` (training-only) are kept as metadata;
 * ``backbone = resnet<depth>``, the heads' widths, ``c``, ``clip_r``, ``feature_scale``,
   ``learn_scale`` from ``model``, ``image_size`` from the object views' ``RandomResizedCrop``; ``c`` from
   ``model.curvature`` (a number or ``dict(c=...)``; a learnable one is read from ``curvature.log_c``
@@ -86,10 +91,17 @@ def _convert(checkpoint: Mapping[str, Any]) -> Tuple[Dict[str, torch.Tensor], Di
     }
     if "hyp_neck" in model:
         neck = model.hyp_neck
-        hp.update(hyp_hidden_dim=neck.hid_channels, hyp_output_dim=neck.out_channels,
+        kind = model.get("hyperbolic_head", "separate")
+        if kind == "shared":  # a BallMap of the projection neck's output: the sizes are the neck's
+            sizes = dict(hyp_hidden_dim=model.neck.hid_channels, hyp_output_dim=model.neck.out_channels)
+        else:
+            sizes = dict(hyp_hidden_dim=neck.hid_channels, hyp_output_dim=neck.out_channels)
+        hp.update(sizes, hyperbolic_head=kind,
                   c=_curvature(model, checkpoint["state_dict"]), clip_r=neck.get("clip_r"),
                   feature_scale=neck.get("feature_scale"), learn_scale=neck.get("learn_scale", False),
-                  lambda_hyp=model.get("lambda_hyp", model.get("hyp_lambda")))
+                  lambda_hyp=model.get("lambda_hyp", model.get("hyp_lambda")),
+                  riemannian_grad=bool(neck.get("riemannian_grad", False)),  # training-only (metadata)
+                  decoupled=bool(neck.get("decoupled", False)))
     return state, hp
 
 

@@ -8,7 +8,8 @@ A pipeline in MMSelfSup's style::
         dict(type='SampleSceneObjectBoxes', min_box_size=56),          # object box + scene box
         dict(type='SceneObjectMultiView',
              object_transforms=mocov2_view_pipeline,                    # views 0, 1 (baseline)
-             scene_transforms=hyperbolic_view_pipeline),                # views 2 (scene), 3 (object)
+             scene_transforms=hyperbolic_view_pipeline,                 # views 2 (scene), 3 (object)
+             hyperbolic_size=None),                                     # None: the scene pipeline's size
         dict(type='PackSelfSupInputs', meta_keys=['img_path', 'scene_bbox', 'object_bbox']),
     ]
 
@@ -20,7 +21,9 @@ The box rules are those of the official HCL code [1] (:class:`hcl_plugin.data.Sc
 boxes under 56 x 56 px dropped, images with fewer than 2 boxes re-drawn, object = one random box,
 expanded at random towards 256 px for the Euclidean views, scene = union of 2-5 random boxes and the
 object). The hyperbolic views are the crops resized without a random crop, plus the photometric
-augmentations [1, sec. 4].
+augmentations [1, sec. 4]. The official code makes all four views 224 x 224; ``SceneObjectMultiView``'s
+``hyperbolic_size`` makes the two hyperbolic views another size (cheaper when smaller) and leaves the
+object views as they are, like ``hyperbolic_size`` of :class:`hcl_plugin.data.HCLViews` on the Lightly path.
 
 [1] S. Ge, S. Mishra et al. "Hyperbolic Contrastive Learning for Visual Representations beyond
     Objects". CVPR 2023. https://arxiv.org/abs/2212.00653 ; code: https://github.com/shlokk/HCL
@@ -39,12 +42,36 @@ from mmselfsup.registry import TRANSFORMS
 from hcl_plugin.data.image_io import load_image_array
 from hcl_plugin.data.box_sampler import SceneObjectSampler
 from hcl_plugin.data.boxes import box_to_pixel_window
+from hcl_plugin.data.views import check_view_size
 
 __all__ = ["LoadSceneImageFromFile", "SampleSceneObjectBoxes", "SceneObjectMultiView", "crop_box"]
 
 CHANNEL_ORDERS = ("bgr", "rgb")
 
 Transform = Union[dict, Callable[[dict], dict]]
+
+#: The transforms that may start a hyperbolic view pipeline when ``hyperbolic_size`` is set, and the
+#: arguments ``hyperbolic_size`` replaces in them (registry scopes such as ``mmcv.`` are allowed).
+SIZING_STEPS = {"Resize": ("scale", "scale_factor"), "RandomResizedCrop": ("size",)}
+
+
+def _with_view_size(step: Optional[Transform], size: int) -> dict:
+    """The config ``step`` (the first of a hyperbolic view pipeline) resizing to ``size`` x ``size``."""
+    kind = step.get("type") if isinstance(step, dict) else None
+    kind = kind.rsplit(".", 1)[-1] if isinstance(kind, str) else kind
+    if kind not in SIZING_STEPS:
+        described = (f"type={step.get('type')!r}" if isinstance(step, dict) else
+                     "nothing (an empty list)" if step is None else type(step).__name__)
+        raise ValueError(
+            f"SceneObjectMultiView: hyperbolic_size={size} needs scene_transforms to start with the step that "
+            f"sets the view size, a config dict of type {' or '.join(sorted(SIZING_STEPS))}; it starts with {described}"
+        )
+    step = {key: value for key, value in step.items() if key not in SIZING_STEPS[kind]}
+    if kind == "Resize":
+        step.update(scale=(size, size), keep_ratio=False)
+    else:
+        step.update(size=size)
+    return step
 
 
 def crop_box(img: np.ndarray, box: Sequence[float]) -> np.ndarray:
@@ -175,18 +202,38 @@ class SceneObjectMultiView(BaseTransform):
         num_object_views: Euclidean object views (2 for MoCo-v2/DenseCL).
         hyperbolic_views: ``False`` makes only the object views: the baselines' configs use it, so
             HCL and its baseline see the same object crops.
+        hyperbolic_size: side of the two hyperbolic views in pixels; ``None`` (default) keeps the size
+            ``scene_transforms`` set (the configs: ``input_size``, like the object views; official HCL:
+            224 for all four). Set, it replaces the size of the first scene transform, which must be a
+            ``Resize`` (``scale=(size, size)``, ``keep_ratio=False``) or ``RandomResizedCrop``
+            (``size``) config dict; the object views, the boxes and the other steps are unchanged.
+            Ignored with ``hyperbolic_views=False`` (the baselines' pipelines derive from HCL's).
+
+    Raises:
+        ValueError: ``hyperbolic_size`` is not a positive integer, or is set while ``scene_transforms``
+            does not start with a sizing step (the message names ``hyperbolic_size``).
     """
 
     def __init__(self, object_transforms: List[Transform], scene_transforms: Optional[List[Transform]] = None,
-                 num_object_views: int = 2, hyperbolic_views: bool = True) -> None:
+                 num_object_views: int = 2, hyperbolic_views: bool = True,
+                 hyperbolic_size: Optional[int] = None) -> None:
         if num_object_views < 1:
             raise ValueError(f"SceneObjectMultiView: num_object_views must be >= 1, got {num_object_views}")
         if hyperbolic_views and scene_transforms is None:
             raise ValueError("SceneObjectMultiView: hyperbolic_views=True needs scene_transforms")
+        if hyperbolic_size is not None:
+            try:
+                hyperbolic_size = check_view_size(hyperbolic_size, "hyperbolic_size")
+            except ValueError as error:
+                raise ValueError(f"SceneObjectMultiView: {error}") from None
+            if hyperbolic_views:
+                first, *rest = list(scene_transforms) or [None]
+                scene_transforms = [_with_view_size(first, hyperbolic_size)] + rest
         self.object_pipeline = Compose(object_transforms)
         self.scene_pipeline = Compose(scene_transforms) if hyperbolic_views else None
         self.num_object_views = int(num_object_views)
         self.hyperbolic_views = bool(hyperbolic_views)
+        self.hyperbolic_size = hyperbolic_size
 
     @staticmethod
     def _view(pipeline: Compose, results: dict, crop: np.ndarray, name: str) -> np.ndarray:
@@ -221,4 +268,4 @@ class SceneObjectMultiView(BaseTransform):
     def __repr__(self) -> str:
         return (f"{type(self).__name__}(object_transforms={self.object_pipeline}, "
                 f"scene_transforms={self.scene_pipeline}, num_object_views={self.num_object_views}, "
-                f"hyperbolic_views={self.hyperbolic_views})")
+                f"hyperbolic_views={self.hyperbolic_views}, hyperbolic_size={self.hyperbolic_size})")

@@ -8,12 +8,15 @@ from typing import Dict, Optional, Union
 import torch
 from torch import Tensor, nn
 
-from hcl_plugin.geometry import Curvature, clip_features, expmap0
+from hcl_plugin.geometry import Curvature, clip_features, expmap0, norm_only, riemannian_expmap0
 from hcl_plugin.geometry.poincare import as_curvature, dist0_unchecked
 from hcl_plugin.utils.checks import ValueCheckGate, check_nonempty, value_check_due
 
 
-__all__ = ["BallProjection", "PoincareProjectionHead", "ball_health_stats"]
+__all__ = ["BOUNDARY_TOLERANCE", "BallProjection", "PoincareProjectionHead", "ball_health_stats"]
+
+#: ``near_boundary_fraction`` counts points with :math:`1 - \sqrt c\,\|z\| <` this (a fraction of the radius)
+BOUNDARY_TOLERANCE = 1e-3
 
 
 def ball_health_stats(
@@ -21,20 +24,33 @@ def ball_health_stats(
 ) -> Dict[str, Tensor]:
     r"""Health metrics of a map into the ball, as detached tensors (reading them forces no device sync).
 
-    ``clipped_fraction``: share of tangent vectors at the clipping radius (0 without clipping);
-    ``hyp_norm_mean/min/max``: hyperbolic distances :math:`d_c(0, z)` of the points; ``feature_scale``:
-    :math:`e^{\log s}` when ``log_scale`` is given. All-clipped or all-equal norms mean the norm can
-    carry no information (docs/background.md). ``points`` must lie in the ball (e.g. the
-    output of :func:`~hcl_plugin.geometry.expmap0`): they are not checked, so that computing the
-    stats forces no device sync; a point outside gives NaN norms.
+    * ``clipped_fraction``: share of tangent vectors at the clipping radius (0 without clipping);
+    * ``hyp_norm_mean/min/max``: hyperbolic distances :math:`d_c(0, z)` of the points;
+    * ``two_over_sqrt_c``: :math:`2/\sqrt c`, the scale of :math:`d_c(0, z)` from which the ball bends
+      strongly (``hyp_norm_mean`` far below it: an almost flat, Euclidean regime; docs/hcl_options.md);
+    * ``c_sq_norm_mean/max``: :math:`c\|z\|^2 \in [0, 1)` (below 0.02 the distance is within 2 % of a
+      scaled Euclidean one; near 1 the points crowd the boundary);
+    * ``near_boundary_fraction``: share of points within :data:`BOUNDARY_TOLERANCE` of the radius,
+      :math:`1 - \sqrt c\,\|z\| < 10^{-3}` (points pulled in by the projection count);
+    * ``feature_scale``: :math:`e^{\log s}` when ``log_scale`` is given.
+
+    All-clipped, all-at-the-boundary or all-equal norms mean the norm can carry no information
+    (docs/background.md). ``points`` must lie in the ball (e.g. the output of
+    :func:`~hcl_plugin.geometry.expmap0`): they are not checked, so that computing the stats forces no
+    device sync; a point outside gives NaN norms.
     """
     with torch.no_grad():
-        norms = dist0_unchecked(points, as_curvature(c, points))
+        cc = as_curvature(c, points)
+        norms = dist0_unchecked(points, cc)
+        c_sq_norm = cc * (points * points).sum(dim=-1)
         clipped = torch.zeros((), device=points.device)
         if clip_r is not None:
             clipped = (tangent.norm(dim=1) >= clip_r * (1 - 1e-6)).float().mean()
+        near = (c_sq_norm >= (1 - BOUNDARY_TOLERANCE) ** 2).float().mean()
         stats = {"clipped_fraction": clipped, "hyp_norm_mean": norms.mean(), "hyp_norm_min": norms.min(),
-                 "hyp_norm_max": norms.max()}
+                 "hyp_norm_max": norms.max(), "two_over_sqrt_c": 2 / cc.detach().sqrt(),
+                 "c_sq_norm_mean": c_sq_norm.mean(), "c_sq_norm_max": c_sq_norm.max(),
+                 "near_boundary_fraction": near}
         if log_scale is not None:
             stats["feature_scale"] = log_scale.detach().exp()
     return stats
@@ -47,7 +63,9 @@ class BallProjection(nn.Module):
         \qquad \exp_0^c(v) = \tanh(\sqrt c\,\|v\|)\,\frac{v}{\sqrt c\,\|v\|}
 
     Subclasses define the Euclidean map :math:`g` (:meth:`euclidean`): an MLP in
-    :class:`PoincareProjectionHead`, a linear layer in :class:`hcl_plugin.uhml.LinearBallProjection`.
+    :class:`PoincareProjectionHead`, a linear layer in :class:`hcl_plugin.uhml.LinearBallProjection`,
+    the identity in :class:`~hcl_plugin.modules.BallMap` (the released HCL code's map of the
+    projection head's output).
     This base owns the curvature (a :class:`~hcl_plugin.geometry.Curvature`, fixed or learnable), the
     feature scale (stored as its log, learnable or a buffer, as in MERU), the clip radius (feature
     clipping, Guo et al. 2022) and the health metrics of the last forward (:func:`ball_health_stats`).
@@ -58,18 +76,29 @@ class BallProjection(nn.Module):
     :class:`~hcl_plugin.utils.checks.ValueCheckGate` is due: every call by default, every ``n``-th
     under :func:`~hcl_plugin.utils.checks.set_value_check_interval` ``(n)`` (docs/numerics.md).
 
+    Gradient options (the released HCL code's; docs/hcl_options.md), both off by default and neither
+    changing the forward values:
+
+    * ``riemannian_grad``: the gradient reaching the ball point :math:`z` is multiplied by
+      :math:`(1 - c\|z\|^2)^2/4` (:func:`~hcl_plugin.geometry.riemannian_expmap0`; a learnable
+      curvature keeps its exact gradient);
+    * ``decoupled``: the direction of the tangent vector fed to :math:`\exp_0^c` is detached
+      (:func:`~hcl_plugin.geometry.norm_only`): the loss on :math:`z` moves only its norm.
+
     Args:
         c: curvature magnitude (float, or a :class:`Curvature` to learn it).
         clip_r: feature-clipping radius (Euclidean norm before expmap0); ``None`` = no clipping.
         feature_scale: initial scale of :math:`g`'s output; ``None`` = no scaling.
         learn_scale: learn ``feature_scale`` (requires it to be set).
+        riemannian_grad: rescale the gradient at the ball point by the Riemannian factor.
+        decoupled: let the gradient change only the norm of the tangent vector.
 
     Raises:
         ValueError: ``clip_r`` or ``feature_scale`` <= 0, or ``learn_scale`` without a ``feature_scale``.
     """
 
     def __init__(self, c: Union[float, Curvature], clip_r: Optional[float], feature_scale: Optional[float],
-                 learn_scale: bool) -> None:
+                 learn_scale: bool, *, riemannian_grad: bool = False, decoupled: bool = False) -> None:
         super().__init__()
         if clip_r is not None and not clip_r > 0:
             raise ValueError(f"clip_r must be > 0 or None, got {clip_r}")
@@ -79,6 +108,8 @@ class BallProjection(nn.Module):
             raise ValueError(f"feature_scale must be > 0 or None, got {feature_scale}")
         self.curvature = c if isinstance(c, Curvature) else Curvature(float(c))
         self.clip_r = clip_r
+        self.riemannian_grad = bool(riemannian_grad)
+        self.decoupled = bool(decoupled)
         if feature_scale is None:
             self.log_scale = None
         elif learn_scale:
@@ -109,12 +140,19 @@ class BallProjection(nn.Module):
         return v
 
     def to_ball(self, v: Tensor, check_values: Optional[bool] = None) -> Tensor:
-        r""":math:`\exp_0^c(v)` for tangent vectors ``v``; records :attr:`stats` (detached tensors: no device sync).
+        r""":math:`\exp_0^c(v)` for tangent vectors ``v``, with the gradient options; records :attr:`stats`
+        (detached tensors: no device sync).
 
         ``check_values``: run the finiteness check of ``v`` (``None``: when the head's gate is due).
         """
         c = self.curvature()
-        z = expmap0(v, c, check_values=value_check_due(self) if check_values is None else check_values)
+        check_values = value_check_due(self) if check_values is None else check_values
+        if self.__dict__.get("decoupled", False):  # .get: a module pickled before the option existed
+            v = norm_only(v)
+        if self.__dict__.get("riemannian_grad", False):
+            z = riemannian_expmap0(v, c, check_values=check_values)
+        else:
+            z = expmap0(v, c, check_values=check_values)
         self.stats = ball_health_stats(v, z, c, self.clip_r, self.log_scale)
         return z
 
@@ -133,7 +171,8 @@ class BallProjection(nn.Module):
         return self.to_ball(self.scale_and_clip(self.euclidean(x), check_values), check_values)
 
     def extra_repr(self) -> str:
-        return f"clip_r={self.clip_r}"
+        options = "".join(f", {name}=True" for name in ("riemannian_grad", "decoupled") if self.__dict__.get(name))
+        return f"clip_r={self.clip_r}{options}"
 
 
 class PoincareProjectionHead(BallProjection):
@@ -163,6 +202,7 @@ class PoincareProjectionHead(BallProjection):
         feature_scale: initial scale of the MLP output; ``None`` = no scaling.
         learn_scale: learn ``feature_scale`` (requires it to be set).
         batch_norm: BatchNorm1d after the hidden Linear (Lightly's SimCLR-style heads use it).
+        riemannian_grad, decoupled: the gradient options of :class:`BallProjection`.
 
     Example:
         >>> head = PoincareProjectionHead(512, 512, 128, c=0.05, feature_scale=1 / 128 ** 0.5, learn_scale=True)
@@ -181,8 +221,10 @@ class PoincareProjectionHead(BallProjection):
         feature_scale: Optional[float] = None,
         learn_scale: bool = False,
         batch_norm: bool = False,
+        riemannian_grad: bool = False,
+        decoupled: bool = False,
     ) -> None:
-        super().__init__(c, clip_r, feature_scale, learn_scale)
+        super().__init__(c, clip_r, feature_scale, learn_scale, riemannian_grad=riemannian_grad, decoupled=decoupled)
         layers = [nn.Linear(input_dim, hidden_dim, bias=not batch_norm)]
         if batch_norm:
             layers.append(nn.BatchNorm1d(hidden_dim))

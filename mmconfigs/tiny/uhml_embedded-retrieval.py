@@ -1,7 +1,7 @@
 # Tiny UHML on the embedded Animal-MNIST retrieval set: ResNet-18, 32 px, levels [20, 10], batches of
 # 8 pseudo-classes x 4 images, 3 epochs, re-clustered before every epoch; minutes on a CPU.
 # Build the data once (needs the Animal-MNIST wheel, see docs/data.md):
-#   python -c "from hcl_plugin.data.embedded.retrieval import ensure_embedded_retrieval_set as e; e()"
+#   python -m hcl_plugin.data.embedded.retrieval
 #   python tools/train.py mmconfigs/tiny/uhml_embedded-retrieval.py
 #   tools/dist_train.sh mmconfigs/tiny/uhml_embedded-retrieval.py 2          # 2 CPU processes, gloo
 _base_ = ['../_base_/uhml_runtime.py']

@@ -12,13 +12,19 @@ sorted halves give 5 training classes (bear, bird, cat, cow, dog) and 5 held-out
 (elephant, giraffe, horse, sheep, zebra). Recall@K on 5 test classes with hundreds of images each is
 much easier than on CUB's 100 (a random embedding already has R@1 near the nearest-neighbour
 accuracy of the raw pixels); the set exercises the pipeline, it is not a benchmark.
+
+Build it from the command line (as ``python -m hcl_plugin.data.embedded.scenes`` builds the scene set)::
+
+    python -m hcl_plugin.data.embedded.retrieval --out data/embedded_retrieval --per-class 200
 """
 
 from __future__ import annotations
 
+import argparse
 import os
+import sys
 from pathlib import Path
-from typing import Optional
+from typing import Optional, Sequence
 
 import numpy as np
 
@@ -60,3 +66,27 @@ def ensure_embedded_retrieval_set(
             Image.fromarray(animals.images[index]).save(folder / f"{int(index):05d}.png")
     (out / _DONE).write_text(f"Animal-MNIST 0.4, first {per_class} images per class\n")
     return out
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    """Command-line entry point: build the set, print where it is and what to run next; returns the exit status."""
+    from hcl_plugin.data.embedded.animal_mnist import AnimalMNISTUnavailable
+
+    parser = argparse.ArgumentParser(prog="python -m hcl_plugin.data.embedded.retrieval",
+                                     description="Write the embedded Animal-MNIST retrieval set (class folders).",
+                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser.add_argument("--out", type=Path, default=DEFAULT_EMBEDDED_RETRIEVAL_DIR, help="parent folder of the set")
+    parser.add_argument("--per-class", type=int, default=200, help="images per class (2 to 1000)")
+    args = parser.parse_args(argv)
+    try:
+        root = ensure_embedded_retrieval_set(args.out, per_class=args.per_class)
+    except (ValueError, AnimalMNISTUnavailable) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    print(f"retrieval set: {root} (10 class folders). Next: python tools/train.py mmconfigs/tiny/uhml_embedded-retrieval.py"
+          f" or python lightly_examples/uhml.py")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -5,13 +5,18 @@
 #       --out data/coco/proposals/train2017_selective-search.json --workers 32
 # (with ground-truth boxes instead: ann_file='annotations/instances_train2017.json').
 # Four views per image: two MoCo-v2 views of one object crop (the baseline's), the scene crop and
-# the object crop resized to input_size without a random crop (the hyperbolic pair).
+# the object crop resized to hyperbolic_size (default input_size) without a random crop (the hyperbolic pair).
 # The pipelines are written here once; synthetic_hcl-scenes.py derives its 64 px version from them.
 custom_imports = dict(imports=['hcl_plugin.mmselfsup'], allow_failed_imports=False)
 
 dataset_type = 'SceneBoxDataset'
 data_root = 'data/coco/'
 input_size = 224
+# side of the two hyperbolic views (scene crop, object crop); None = input_size, the official setting
+# (224 for all four views). A smaller side makes the hyperbolic branch cheaper and leaves the object
+# views unchanged (SceneObjectMultiView's hyperbolic_size; docs/mmselfsup.md). From the command line:
+#   --cfg-options train_dataloader.dataset.pipeline.2.hyperbolic_size=112
+hyperbolic_size = None
 
 # MMSelfSup's MoCo-v2 augmentations (configs/selfsup/_base_/datasets/imagenet_mocov2.py) after the
 # first step, which sets the view size: a random resized crop for the object views, a plain resize
@@ -36,7 +41,7 @@ train_pipeline = [
     dict(type='LoadSceneImageFromFile'),  # hcl_plugin's loader: same pixels as the Lightly path
     box_sampler,
     dict(type='SceneObjectMultiView', object_transforms=object_view_pipeline,
-         scene_transforms=scene_view_pipeline, hyperbolic_views=True),
+         scene_transforms=scene_view_pipeline, hyperbolic_views=True, hyperbolic_size=hyperbolic_size),
     dict(type='PackSelfSupInputs', meta_keys=['img_path']),
 ]
 # the baselines' pipeline (mocov2_coco.py, densecl_coco.py, ...): the same object views of the same

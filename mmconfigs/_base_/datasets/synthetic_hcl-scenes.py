@@ -7,13 +7,15 @@ _base_ = ['./coco_hcl-scenes.py']
 
 data_root = 'data/embedded/'
 input_size = 64
+hyperbolic_size = None  # side of the hyperbolic views; None = input_size (see coco_hcl-scenes.py)
 # what differs from the COCO pipelines, by transform type: the view size (set by the first step of
-# each view pipeline) and the box rules (animals in 256 px scenes are small: the official 56 px rule
+# each view pipeline; hyperbolic_size, when set, replaces the hyperbolic views' one) and the box rules (animals in 256 px scenes are small: the official 56 px rule
 # keeps ~65 % of them, docs/data.md)
 pipeline_overrides = {
     'RandomResizedCrop': dict(size=input_size),
     'Resize': dict(scale=(input_size, input_size)),
     'SampleSceneObjectBoxes': dict(min_box_size=24, expand_to=96),
+    'SceneObjectMultiView': dict(hyperbolic_size=hyperbolic_size),
 }
 
 
