@@ -705,16 +705,20 @@ def plot(report: Dict[str, Any], path: Path) -> Optional[Path]:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0],
                                      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    parser.add_argument("--framework", default="both", choices=["lightly", "mmselfsup", "both"])
-    parser.add_argument("--parts", nargs="+", default=["compute", "end-to-end"], choices=["compute", "end-to-end"])
+    parser.add_argument("--framework", default="both", choices=["lightly", "mmselfsup", "both"],
+                        help="which framework's HCL step to time against its baseline")
+    parser.add_argument("--parts", nargs="+", default=["compute", "end-to-end"], choices=["compute", "end-to-end"],
+                        help="compute only (one batch on the device) and/or end to end (the real DataLoader)")
     parser.add_argument("--lightly-model", default="moco", choices=["moco", "densecl", "simclr"],
                         help="the Lightly example's model")
-    parser.add_argument("--mmselfsup-pairs", nargs="+", default=["mocov2", "densecl"], choices=sorted(MMSELFSUP_PAIRS))
-    parser.add_argument("--backbone", default="resnet18", choices=["resnet18", "resnet34", "resnet50"])
+    parser.add_argument("--mmselfsup-pairs", nargs="+", default=["mocov2", "densecl"], choices=sorted(MMSELFSUP_PAIRS),
+                        help="MMSelfSup algorithm pairs (HCL vs baseline tiny configs)")
+    parser.add_argument("--backbone", default="resnet18", choices=["resnet18", "resnet34", "resnet50"],
+                        help="torchvision ResNet of both models")
     parser.add_argument("--image-size", type=int, default=64, help="side of the object (Euclidean) views")
     parser.add_argument("--hyperbolic-size", type=int, default=None,
                         help="side of the scene and object views of the hyperbolic branch (default: --image-size)")
-    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--batch-size", type=int, default=32, help="images per step")
     parser.add_argument("--memory-bank-size", type=int, default=4096, help="queue length of both models")
     parser.add_argument("--steps", type=int, default=20, help="timed steps per model and part")
     parser.add_argument("--warmup", type=int, default=2, help="untimed steps per model before the compute-only part")
@@ -726,13 +730,16 @@ def build_parser() -> argparse.ArgumentParser:
                         help="autocast dtype (fp16 on CUDA only)")
     parser.add_argument("--value-check-interval", type=int, default=VALUE_CHECK_INTERVAL,
                         help="NaN / in-ball checks on every N-th call (docs/numerics.md)")
-    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu",
+                        help="where the steps run (default: cuda when present)")
     parser.add_argument("--threads", type=int, default=None,
                         help="torch CPU threads of the main process (on a CPU shared with other jobs, 1 gives "
                              "steadier times)")
-    parser.add_argument("--embedded-dir", type=Path, default=ROOT / "data" / "embedded")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--out", type=Path, default=ROOT / "outputs" / "bench_train_step")
+    parser.add_argument("--embedded-dir", type=Path, default=ROOT / "data" / "embedded",
+                        help="the embedded scene set (built there when missing)")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the models and the data order")
+    parser.add_argument("--out", type=Path, default=ROOT / "outputs" / "bench_train_step",
+                        help="folder for bench_train_step.json and step_times.png")
     return parser
 
 

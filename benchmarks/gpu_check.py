@@ -261,7 +261,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser.add_argument("--device", default="cuda", choices=["cuda", "cpu"], help="where to run every part")
     parser.add_argument("--quick", action="store_true", help="small sizes: the same code in about a minute")
     parser.add_argument("--out", type=Path, default=Path("outputs/gpu_check"), help="folder for gpu_check.json/.md")
-    parser.add_argument("--parts", nargs="+", default=["losses", "tests", "step"], choices=["losses", "tests", "step"])
+    parser.add_argument("--parts", nargs="+", default=["losses", "tests", "step"], choices=["losses", "tests", "step"],
+                        help="loss benchmark, cuda-marked numerics tests, training-step ratio")
     args = parser.parse_args(argv)
     if args.device == "cuda" and not torch.cuda.is_available():
         parser.error("--device cuda: no CUDA device is present (use --device cpu --quick to check the script)")
