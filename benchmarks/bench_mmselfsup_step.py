@@ -3,7 +3,7 @@
 wrapper of ``bench_train_step.py``.
 
 Kept so that ``make bench`` and earlier commands keep working; the benchmark itself (the tiny configs
-``mmconfigs/tiny/*_synthetic.py``, each iteration the model's ``train_step`` on one fixed batch made
+``mmconfigs/tiny/*_embedded.py``, each iteration the model's ``train_step`` on one fixed batch made
 by the configs' own pipelines, iterations interleaved, the arithmetic floor) is
 ``benchmarks/bench_train_step.py --framework mmselfsup --parts compute``, which this script runs.
 The old flags map onto it: ``--pairs`` -> ``--mmselfsup-pairs``, ``--depth N`` -> ``--backbone

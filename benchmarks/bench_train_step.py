@@ -26,7 +26,7 @@ two of the four views unused) and ``baseline_2views``, the standard MoCo-v2 pipe
 (:class:`hcl_plugin.data.views.MoCoV2TwoViews`: two views of the whole image), the fair one; the
 end-to-end ratio against the target is HCL / ``baseline_2views``.
 
-MMSelfSup: the tiny configs (``mmconfigs/tiny/*_synthetic.py``, backbone depth from ``--backbone``),
+MMSelfSup: the tiny configs (``mmconfigs/tiny/*_embedded.py``, backbone depth from ``--backbone``),
 ``HCLMoCoV2`` vs MMSelfSup's ``MoCo`` and ``HCLDenseCL`` vs ``DenseCL`` (``--mmselfsup-pairs``), each
 iteration the model's ``train_step`` (data preprocessor, momentum update, forwards, losses, backward,
 SGD step, queue updates). The baselines' configs already load only their two views
@@ -75,8 +75,8 @@ END_TO_END_TARGET = 1.25
 #: The recommended value-check interval (docs/numerics.md, "Host synchronisations").
 VALUE_CHECK_INTERVAL = 100
 PRECISIONS = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
-MMSELFSUP_PAIRS = {"mocov2": ("mocov2_hcl_synthetic.py", "mocov2_synthetic.py"),
-                   "densecl": ("densecl_hcl_synthetic.py", "densecl_synthetic.py")}
+MMSELFSUP_PAIRS = {"mocov2": ("mocov2-hcl_resnet18_1xb16-coslr-300it_embedded.py", "mocov2_resnet18_1xb16-coslr-300it_embedded.py"),
+                   "densecl": ("densecl-hcl_resnet18_1xb16-coslr-300it_embedded.py", "densecl_resnet18_1xb16-coslr-300it_embedded.py")}
 HCL_LAMBDA = 0.1
 
 Log = Callable[[str], None]

@@ -1,9 +1,5 @@
-# DenseCL + HCL pretraining on OpenImages scenes (ground-truth boxes), ResNet-50,
-# 8 GPUs x 32 images, 200 epochs cosine (see _base_ files for each default).
-#   tools/dist_train.sh mmconfigs/densecl_hcl_openimages.py 8
-_base_ = [
-    './_base_/models/hcl_densecl.py',
-    './_base_/datasets/openimages_hcl-scenes.py',
-    './_base_/schedule_sgd-coslr-200e.py',
-]
-find_unused_parameters = True  # as MMSelfSup's DenseCL config
+# Deprecated name of the config mmconfigs/densecl-hcl_resnet50_8xb32-coslr-200e_openimages.py (configs now follow OpenMMLab's
+# {algorithm}_{backbone}_{gpus}xb{batch}-{schedule}_{dataset} pattern; CHANGELOG.md lists old -> new).
+# Kept for one release; tools/train.py warns when a config uses it.
+_base_ = ['./densecl-hcl_resnet50_8xb32-coslr-200e_openimages.py']
+deprecated_config_name = 'mmconfigs/densecl_hcl_openimages.py -> mmconfigs/densecl-hcl_resnet50_8xb32-coslr-200e_openimages.py'

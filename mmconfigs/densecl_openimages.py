@@ -1,9 +1,5 @@
-# The DenseCL baseline for densecl_hcl_openimages.py: MMSelfSup's DenseCL on the same object crops (same box
-# sampler and view pipeline), without the hyperbolic branch and the scene views.
-_base_ = [
-    'mmselfsup::selfsup/_base_/models/densecl.py',
-    './_base_/datasets/openimages_hcl-scenes.py',
-    './_base_/schedule_sgd-coslr-200e.py',
-]
-find_unused_parameters = True  # as MMSelfSup's DenseCL config
-train_dataloader = dict(dataset=dict(pipeline=_base_.baseline_pipeline))
+# Deprecated name of the config mmconfigs/densecl_resnet50_8xb32-coslr-200e_openimages.py (configs now follow OpenMMLab's
+# {algorithm}_{backbone}_{gpus}xb{batch}-{schedule}_{dataset} pattern; CHANGELOG.md lists old -> new).
+# Kept for one release; tools/train.py warns when a config uses it.
+_base_ = ['./densecl_resnet50_8xb32-coslr-200e_openimages.py']
+deprecated_config_name = 'mmconfigs/densecl_openimages.py -> mmconfigs/densecl_resnet50_8xb32-coslr-200e_openimages.py'

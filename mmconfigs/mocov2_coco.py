@@ -1,8 +1,5 @@
-# The MoCo-v2 baseline for mocov2_hcl_coco.py: MMSelfSup's MoCo-v2 on the same object crops (same box
-# sampler and view pipeline), without the hyperbolic branch and the scene views.
-_base_ = [
-    'mmselfsup::selfsup/_base_/models/mocov2.py',
-    './_base_/datasets/coco_hcl-scenes.py',
-    './_base_/schedule_sgd-coslr-200e.py',
-]
-train_dataloader = dict(dataset=dict(pipeline=_base_.baseline_pipeline))
+# Deprecated name of the config mmconfigs/mocov2_resnet50_8xb32-coslr-200e_coco.py (configs now follow OpenMMLab's
+# {algorithm}_{backbone}_{gpus}xb{batch}-{schedule}_{dataset} pattern; CHANGELOG.md lists old -> new).
+# Kept for one release; tools/train.py warns when a config uses it.
+_base_ = ['./mocov2_resnet50_8xb32-coslr-200e_coco.py']
+deprecated_config_name = 'mmconfigs/mocov2_coco.py -> mmconfigs/mocov2_resnet50_8xb32-coslr-200e_coco.py'

@@ -14,6 +14,11 @@ from mmengine.registry import HOOKS as MMENGINE_HOOKS
 from tests.data_helpers import build_embedded  # noqa: F401  (re-exported for the MMSelfSup tests)
 
 ROOT = Path(__file__).resolve().parents[1]
+
+
+def is_deprecated_alias(path: Path) -> bool:
+    """Whether ``path`` is one of the old config names kept as a thin ``_base_`` alias for one release."""
+    return "deprecated_config_name = " in path.read_text()
 TINY = ROOT / "mmconfigs" / "tiny"
 
 QUEUE_KEYS = ("queue", "queue2", "hyp_queue.bank")

@@ -264,7 +264,7 @@ def test_mmselfsup_configs_default_to_the_official_sizes_and_take_the_option_onc
 
     from tests.mmselfsup_helpers import ROOT
 
-    for name, size in (("mocov2_hcl_coco.py", 224), ("tiny/densecl_hcl_synthetic.py", 64)):
+    for name, size in (("mocov2-hcl_resnet50_8xb32-coslr-200e_coco.py", 224), ("tiny/densecl-hcl_resnet18_1xb16-coslr-300it_embedded.py", 64)):
         cfg = Config.fromfile(str(ROOT / "mmconfigs" / name))
         assert cfg.hyperbolic_size is None
         step = cfg.train_dataloader.dataset.pipeline[2]
@@ -276,8 +276,8 @@ def test_mmselfsup_dataset_option_changes_only_the_hyperbolic_views(embedded, tm
     _mmselfsup()
     from mmselfsup.registry import DATASETS
 
-    default = DATASETS.build(_tiny("mocov2_hcl_synthetic.py", embedded, tmp_path).train_dataloader.dataset)
-    small = DATASETS.build(_tiny("mocov2_hcl_synthetic.py", embedded, tmp_path, 32).train_dataloader.dataset)
+    default = DATASETS.build(_tiny("mocov2-hcl_resnet18_1xb16-coslr-300it_embedded.py", embedded, tmp_path).train_dataloader.dataset)
+    small = DATASETS.build(_tiny("mocov2-hcl_resnet18_1xb16-coslr-300it_embedded.py", embedded, tmp_path, 32).train_dataloader.dataset)
     for index in range(3):
         a, b = _seeded(lambda: default[index], index)["inputs"], _seeded(lambda: small[index], index)["inputs"]
         assert [tuple(v.shape) for v in a] == [(3, 64, 64)] * 4
@@ -290,7 +290,7 @@ def test_mmselfsup_moco_hcl_trains_on_smaller_hyperbolic_views(embedded, tmp_pat
     _mmselfsup()
     from mmengine.runner import Runner
 
-    cfg = _tiny("mocov2_hcl_synthetic.py", embedded, tmp_path, 32, max_iters=2, checkpoint_interval=2)
+    cfg = _tiny("mocov2-hcl_resnet18_1xb16-coslr-300it_embedded.py", embedded, tmp_path, 32, max_iters=2, checkpoint_interval=2)
     from mmengine.hooks import Hook
 
     runner = Runner.from_cfg(cfg)
@@ -314,7 +314,7 @@ def test_mmselfsup_densecl_hcl_train_step_on_smaller_hyperbolic_views(embedded, 
     from mmengine.optim import build_optim_wrapper
     from mmselfsup.registry import DATASETS, MODELS
 
-    cfg = _tiny("densecl_hcl_synthetic.py", embedded, tmp_path, 32)
+    cfg = _tiny("densecl-hcl_resnet18_1xb16-coslr-300it_embedded.py", embedded, tmp_path, 32)
     dataset = DATASETS.build(cfg.train_dataloader.dataset)
     batch = default_collate([dataset[i] for i in range(4)])
     model = MODELS.build(cfg.model)

@@ -19,10 +19,10 @@ from typing import Dict
 import pytest
 import torch
 
-from tests.mmselfsup_helpers import ROOT, build_embedded
+from tests.mmselfsup_helpers import ROOT, build_embedded, is_deprecated_alias
 
-MMDET_CONFIGS = sorted(p for p in (ROOT / "mmconfigs" / "mmdet").rglob("*.py"))
-TINY_DET = ROOT / "mmconfigs" / "mmdet" / "tiny" / "mask-rcnn_r18_fpn_synthetic_hcl.py"
+MMDET_CONFIGS = sorted(p for p in (ROOT / "mmconfigs" / "mmdet").rglob("*.py") if not is_deprecated_alias(p))
+TINY_DET = ROOT / "mmconfigs" / "mmdet" / "tiny" / "mask-rcnn_r18_fpn_embedded_hcl.py"
 METRIC_KEYS = [f"coco/{kind}_mAP{suffix}" for kind in ("bbox", "segm") for suffix in ("", "_50", "_75")]
 
 
@@ -83,7 +83,7 @@ def _save_pretraining_checkpoint(model: torch.nn.Module, path: Path) -> Path:
 def hcl_r18(tmp_path_factory) -> Dict[str, Path]:
     """A built HCL DenseCL R-18 (tiny pretraining config): its whole checkpoint and the extracted backbone."""
     tmp = tmp_path_factory.mktemp("hcl_r18")
-    model = _build_pretraining_model(ROOT / "mmconfigs" / "tiny" / "densecl_hcl_synthetic.py")
+    model = _build_pretraining_model(ROOT / "mmconfigs" / "tiny" / "densecl-hcl_resnet18_1xb16-coslr-300it_embedded.py")
     full = _save_pretraining_checkpoint(model, tmp / "iter_0.pth")
     backbone = tmp / "backbone.pth"
     proc = subprocess.run([sys.executable, str(ROOT / "tools" / "extract_backbone.py"), str(full), str(backbone)],
@@ -110,7 +110,7 @@ def hcl_r50(tmp_path_factory) -> Dict[str, Path]:
     from hcl_plugin.mmselfsup.backbone_checkpoint import extract_backbone
 
     tmp = tmp_path_factory.mktemp("hcl_r50")
-    model = _build_pretraining_model(ROOT / "mmconfigs" / "densecl_hcl_coco.py")
+    model = _build_pretraining_model(ROOT / "mmconfigs" / "densecl-hcl_resnet50_8xb32-coslr-200e_coco.py")
     full = _save_pretraining_checkpoint(model, tmp / "epoch_0.pth")
     backbone = tmp / "backbone.pth"
     torch.save(extract_backbone(str(full)), backbone)
@@ -158,7 +158,7 @@ def _tiny_runner_cfg(embedded: Path, work_dir: Path, checkpoint: Path, max_iters
 def test_there_are_fpn_c4_1x_2x_and_tiny_configs():
     names = {p.relative_to(ROOT / "mmconfigs" / "mmdet").as_posix() for p in MMDET_CONFIGS}
     assert {"mask-rcnn_r50_fpn_1x_coco_hcl.py", "mask-rcnn_r50_fpn_2x_coco_hcl.py", "mask-rcnn_r50-c4_1x_coco_hcl.py",
-            "mask-rcnn_r50-c4_2x_coco_hcl.py", "tiny/mask-rcnn_r18_fpn_synthetic_hcl.py"} <= names
+            "mask-rcnn_r50-c4_2x_coco_hcl.py", "tiny/mask-rcnn_r18_fpn_embedded_hcl.py"} <= names
 
 
 @pytest.mark.parametrize("path", MMDET_CONFIGS, ids=lambda p: p.relative_to(ROOT / "mmconfigs" / "mmdet").as_posix())

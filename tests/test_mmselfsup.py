@@ -24,10 +24,11 @@ from hcl_plugin.mmselfsup.backbone_checkpoint import BackboneNotFoundError, extr
 from hcl_plugin.mmengine_support.checkpoint_loading import UnsafeCheckpointError, history_buffer_getattr
 from hcl_plugin.mmselfsup.hooks import hyp_lambda_at
 from hcl_plugin.mmselfsup.transforms import crop_box
-from tests.mmselfsup_helpers import ROOT, assert_one_curvature, build_embedded, random_views_batch, tiny_config
+from tests.mmselfsup_helpers import ROOT, is_deprecated_alias, assert_one_curvature, build_embedded, random_views_batch, tiny_config
 
 PRETRAIN_CONFIGS = sorted(p for p in (ROOT / "mmconfigs").rglob("*.py")
-                          if "_base_" not in p.parts and "mmdet" not in p.parts and "uhml" not in p.name)
+                          if "_base_" not in p.parts and "mmdet" not in p.parts and "uhml" not in p.name
+                          and not is_deprecated_alias(p))
 
 
 @pytest.fixture(scope="module")
@@ -53,10 +54,10 @@ def _batch(dataset, n: int):
 
 def test_the_issue_configs_exist():
     names = {p.relative_to(ROOT / "mmconfigs").as_posix() for p in PRETRAIN_CONFIGS}
-    for required in ("densecl_hcl_coco.py", "mocov2_hcl_coco.py", "densecl_coco.py", "mocov2_coco.py",
-                     "densecl_hcl_openimages.py", "mocov2_hcl_openimages.py",
-                     "tiny/densecl_hcl_synthetic.py", "tiny/mocov2_hcl_synthetic.py",
-                     "tiny/densecl_synthetic.py", "tiny/mocov2_synthetic.py"):
+    for required in ("densecl-hcl_resnet50_8xb32-coslr-200e_coco.py", "mocov2-hcl_resnet50_8xb32-coslr-200e_coco.py", "densecl_resnet50_8xb32-coslr-200e_coco.py", "mocov2_resnet50_8xb32-coslr-200e_coco.py",
+                     "densecl-hcl_resnet50_8xb32-coslr-200e_openimages.py", "mocov2-hcl_resnet50_8xb32-coslr-200e_openimages.py",
+                     "tiny/densecl-hcl_resnet18_1xb16-coslr-300it_embedded.py", "tiny/mocov2-hcl_resnet18_1xb16-coslr-300it_embedded.py",
+                     "tiny/densecl_resnet18_1xb16-coslr-300it_embedded.py", "tiny/mocov2_resnet18_1xb16-coslr-300it_embedded.py"):
         assert required in names
 
 
@@ -68,7 +69,7 @@ def test_every_pretraining_config_loads_and_its_model_and_pipeline_build(path):
     assert cfg.custom_imports["imports"] == ["hcl_plugin.mmselfsup"]
     _, MODELS = _registries()
     model = MODELS.build(cfg.model)
-    hcl = "_hcl_" in path.name
+    hcl = "-hcl" in path.name
     assert isinstance(model, (HCLMoCoV2, HCLDenseCL)) == hcl
     pipeline = Compose(cfg.train_dataloader.dataset.pipeline)
     multiview = pipeline.transforms[2]
@@ -84,8 +85,8 @@ def test_every_pretraining_config_loads_and_its_model_and_pipeline_build(path):
         assert not hasattr(model, "hyp_neck")
 
 
-@pytest.mark.parametrize("config, loop_key, length", [("tiny/densecl_hcl_synthetic.py", "max_iters", 3),
-                                                      ("densecl_hcl_coco.py", "max_epochs", 5)])
+@pytest.mark.parametrize("config, loop_key, length", [("tiny/densecl-hcl_resnet18_1xb16-coslr-300it_embedded.py", "max_iters", 3),
+                                                      ("densecl-hcl_resnet50_8xb32-coslr-200e_coco.py", "max_epochs", 5)])
 def test_the_cosine_schedule_ends_with_the_train_loop(config, loop_key, length, tmp_path):
     """``--cfg-options train_cfg.max_iters=3`` (or ``max_epochs``) alone shortens the whole schedule."""
     from mmengine.runner import Runner
@@ -105,7 +106,7 @@ def test_the_cosine_schedule_ends_with_the_train_loop(config, loop_key, length, 
 
 def test_synthetic_pipelines_are_the_coco_ones_at_64_px():
     coco = Config.fromfile(str(ROOT / "mmconfigs/_base_/datasets/coco_hcl-scenes.py"))
-    synthetic = Config.fromfile(str(ROOT / "mmconfigs/_base_/datasets/synthetic_hcl-scenes.py"))
+    synthetic = Config.fromfile(str(ROOT / "mmconfigs/_base_/datasets/embedded_hcl-scenes.py"))
     sizes = {"RandomResizedCrop": "size", "Resize": "scale"}
 
     def without_sizes(views):
@@ -123,7 +124,7 @@ def test_synthetic_pipelines_are_the_coco_ones_at_64_px():
 
 
 def test_mismatched_curvatures_are_rejected():
-    cfg = Config.fromfile(str(ROOT / "mmconfigs/tiny/mocov2_hcl_synthetic.py"))
+    cfg = Config.fromfile(str(ROOT / "mmconfigs/tiny/mocov2-hcl_resnet18_1xb16-coslr-300it_embedded.py"))
     cfg.model.hyp_head.c = 0.1
     _, MODELS = _registries()
     with pytest.raises(ValueError, match=r"model\.hyp_head\.c = 0\.1 differs from model\.curvature \(c = 0\.05\)"):
@@ -131,7 +132,7 @@ def test_mismatched_curvatures_are_rejected():
 
 
 def test_unknown_algorithm_gives_mmengine_registry_error(embedded, tmp_path):
-    cfg = tiny_config("densecl_hcl_synthetic.py", embedded, tmp_path)
+    cfg = tiny_config("densecl-hcl_resnet18_1xb16-coslr-300it_embedded.py", embedded, tmp_path)
     cfg.model.type = "HCLDenseCLv7"
     with pytest.raises(KeyError, match="HCLDenseCLv7 is not in the mmselfsup::model registry"):
         Runner.from_cfg(cfg)
@@ -148,21 +149,21 @@ def test_crop_box_rounds_outwards_and_keeps_one_pixel():
 
 
 def test_pipeline_makes_four_views_in_the_algorithms_order(embedded, tmp_path):
-    cfg = tiny_config("densecl_hcl_synthetic.py", embedded, tmp_path)
+    cfg = tiny_config("densecl-hcl_resnet18_1xb16-coslr-300it_embedded.py", embedded, tmp_path)
     DATASETS, _ = _registries()
     dataset = DATASETS.build(cfg.train_dataloader.dataset)
     item = dataset[0]
     assert len(item["inputs"]) == 4
     assert all(view.shape == (3, 64, 64) and view.dtype == torch.uint8 for view in item["inputs"])
     assert Path(item["data_samples"].img_path).parent == embedded / "images"
-    baseline = DATASETS.build(tiny_config("densecl_synthetic.py", embedded, tmp_path).train_dataloader.dataset)
+    baseline = DATASETS.build(tiny_config("densecl_resnet18_1xb16-coslr-300it_embedded.py", embedded, tmp_path).train_dataloader.dataset)
     assert len(baseline[0]["inputs"]) == 2
 
 
 def test_sampled_scene_box_contains_the_object_box(embedded, tmp_path):
     from mmcv.transforms import Compose
 
-    cfg = tiny_config("mocov2_hcl_synthetic.py", embedded, tmp_path)
+    cfg = tiny_config("mocov2-hcl_resnet18_1xb16-coslr-300it_embedded.py", embedded, tmp_path)
     DATASETS, _ = _registries()
     dataset = DATASETS.build(cfg.train_dataloader.dataset)
     load_and_sample = Compose(cfg.train_dataloader.dataset.pipeline[:2])
@@ -175,7 +176,7 @@ def test_sampled_scene_box_contains_the_object_box(embedded, tmp_path):
 
 
 def test_missing_annotation_file_fails_at_start_with_the_path(embedded, tmp_path):
-    cfg = tiny_config("densecl_hcl_synthetic.py", embedded, tmp_path)
+    cfg = tiny_config("densecl-hcl_resnet18_1xb16-coslr-300it_embedded.py", embedded, tmp_path)
     cfg.train_dataloader.dataset.ann_file = "no_such_annotations.json"
     runner = Runner.from_cfg(cfg)
     with pytest.raises(FileNotFoundError, match=r"annotation file .*no_such_annotations\.json.* does not exist"):
@@ -184,7 +185,7 @@ def test_missing_annotation_file_fails_at_start_with_the_path(embedded, tmp_path
 
 
 def test_missing_image_folder_fails_at_start_with_the_path(embedded, tmp_path):
-    cfg = tiny_config("densecl_hcl_synthetic.py", embedded, tmp_path)
+    cfg = tiny_config("densecl-hcl_resnet18_1xb16-coslr-300it_embedded.py", embedded, tmp_path)
     cfg.train_dataloader.dataset.data_prefix = dict(img_path="no_such_images/")
     runner = Runner.from_cfg(cfg)
     with pytest.raises(FileNotFoundError, match=r"image folder .*no_such_images.* does not exist"):
@@ -198,7 +199,7 @@ def test_missing_image_file_is_named(embedded, tmp_path):
     shutil.copytree(embedded, data)
     victim = sorted((data / "images").iterdir())[0]
     victim.unlink()
-    cfg = tiny_config("densecl_hcl_synthetic.py", data, tmp_path)
+    cfg = tiny_config("densecl-hcl_resnet18_1xb16-coslr-300it_embedded.py", data, tmp_path)
     DATASETS, _ = _registries()
     with pytest.raises(FileNotFoundError, match=victim.name):
         DATASETS.build(cfg.train_dataloader.dataset)
@@ -207,7 +208,7 @@ def test_missing_image_file_is_named(embedded, tmp_path):
 # ------------------------------------------------------------------------------ the algorithms
 
 
-@pytest.mark.parametrize("base", ["densecl_hcl_synthetic.py", "mocov2_hcl_synthetic.py"])
+@pytest.mark.parametrize("base", ["densecl-hcl_resnet18_1xb16-coslr-300it_embedded.py", "mocov2-hcl_resnet18_1xb16-coslr-300it_embedded.py"])
 def test_train_step_logs_loss_hyp_and_the_loss_falls_on_a_fixed_batch(base, embedded, tmp_path):
     import random
 
@@ -240,7 +241,7 @@ def test_train_step_logs_loss_hyp_and_the_loss_falls_on_a_fixed_batch(base, embe
 
 def test_hyperbolic_branch_is_the_core_loss_on_scene_queries_and_object_keys(embedded, tmp_path, gen):
     """loss_hyp (= loss_hyp_weighted / lambda) equals HyperbolicInfoNCE(-d(q, k)/tau) with the queue before the step."""
-    cfg = tiny_config("mocov2_hcl_synthetic.py", embedded, tmp_path)
+    cfg = tiny_config("mocov2-hcl_resnet18_1xb16-coslr-300it_embedded.py", embedded, tmp_path)
     DATASETS, MODELS = _registries()
     model = MODELS.build(cfg.model).eval()  # eval: BN uses running stats, so both passes agree
     images = [torch.rand(4, 3, 64, 64, generator=gen) for _ in range(4)]
@@ -260,7 +261,7 @@ def test_hyperbolic_branch_is_the_core_loss_on_scene_queries_and_object_keys(emb
 # ------------------------------------------------------------ curvature ownership, λ, deprecated names
 
 
-def _tiny_model(base: str = "mocov2_hcl_synthetic.py", **overrides):
+def _tiny_model(base: str = "mocov2-hcl_resnet18_1xb16-coslr-300it_embedded.py", **overrides):
     """The model config of ``mmconfigs/tiny/<base>`` with a 64-key queue and ``overrides``."""
     cfg = Config.fromfile(str(ROOT / "mmconfigs/tiny" / base)).model
     cfg.queue_len = 64
@@ -272,7 +273,7 @@ def _groups_holding(optim, param) -> list:
     return [group for group in optim.optimizer.param_groups for p in group["params"] if p is param]
 
 
-@pytest.mark.parametrize("base", ["mocov2_hcl_synthetic.py", "densecl_hcl_synthetic.py"])
+@pytest.mark.parametrize("base", ["mocov2-hcl_resnet18_1xb16-coslr-300it_embedded.py", "densecl-hcl_resnet18_1xb16-coslr-300it_embedded.py"])
 def test_a_learnable_curvature_is_one_parameter_that_mmengine_trains(base, gen):
     _, MODELS = _registries()
     model = MODELS.build(_tiny_model(base, curvature=dict(c=0.05, learnable=True)))
@@ -434,7 +435,7 @@ def test_missing_checkpoint_is_named(tmp_path):
 
 
 def test_extracted_backbone_loads_strictly_into_torchvision(tmp_path):
-    cfg = Config.fromfile(str(ROOT / "mmconfigs/tiny/densecl_hcl_synthetic.py"))
+    cfg = Config.fromfile(str(ROOT / "mmconfigs/tiny/densecl-hcl_resnet18_1xb16-coslr-300it_embedded.py"))
     _, MODELS = _registries()
     model = MODELS.build(cfg.model)
     path = tmp_path / "pretrain.pth"
@@ -453,7 +454,7 @@ def test_extracted_backbone_loads_strictly_into_torchvision(tmp_path):
 def test_extracted_resnet50_backbone_loads_strictly_into_mmdetection_and_torchvision(tmp_path):
     from mmdet.models.backbones import ResNet as MMDetResNet
 
-    cfg = Config.fromfile(str(ROOT / "mmconfigs/densecl_hcl_coco.py"))
+    cfg = Config.fromfile(str(ROOT / "mmconfigs/densecl-hcl_resnet50_8xb32-coslr-200e_coco.py"))
     _, MODELS = _registries()
     path = tmp_path / "epoch_200.pth"
     torch.save({"meta": {"epoch": 200}, "state_dict": MODELS.build(cfg.model).state_dict()}, path)
@@ -473,8 +474,8 @@ def test_extracted_resnet50_backbone_loads_strictly_into_mmdetection_and_torchvi
     assert not result.missing_keys and not result.unexpected_keys
 
 
-@pytest.mark.parametrize("base, learnable", [("densecl_hcl_synthetic.py", False), ("densecl_hcl_synthetic.py", True),
-                                             ("mocov2_synthetic.py", False)])
+@pytest.mark.parametrize("base, learnable", [("densecl-hcl_resnet18_1xb16-coslr-300it_embedded.py", False), ("densecl-hcl_resnet18_1xb16-coslr-300it_embedded.py", True),
+                                             ("mocov2_resnet18_1xb16-coslr-300it_embedded.py", False)])
 def test_mmselfsup_checkpoints_load_for_the_analysis(base, learnable, tmp_path, gen):
     """hcl_plugin.eval reads an MMEngine checkpoint (message hub included) into the same network."""
     from hcl_plugin.eval import load_checkpoint
@@ -494,7 +495,7 @@ def test_mmselfsup_checkpoints_load_for_the_analysis(base, learnable, tmp_path, 
                 "message_hub": {"log_scalars": {"train/loss": buffer}}}, path)
     loaded = load_checkpoint(str(path))
     assert loaded.hyper_parameters["checkpoint_format"] == "mmselfsup"
-    if "_hcl_" in base:
+    if "-hcl" in base:
         assert loaded.c == pytest.approx(float(model.curvature())) and loaded.hyper_parameters["lambda_hyp"] == 0.1
     assert loaded.image_size == 64 and loaded.hyper_parameters["backbone"] == "resnet18"
     images = torch.rand(3, 3, 64, 64, generator=gen)
@@ -502,7 +503,7 @@ def test_mmselfsup_checkpoints_load_for_the_analysis(base, learnable, tmp_path, 
     with torch.no_grad():
         features = model.backbone(images)
         assert torch.allclose(out["euclidean"], model.neck(features)[0], atol=1e-5)
-        if "_hcl_" in base:
+        if "-hcl" in base:
             assert torch.allclose(out["hyperbolic"], model.hyp_neck(features)[0], atol=1e-5)
         else:
             assert loaded.hyperbolic_head is None

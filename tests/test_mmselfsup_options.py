@@ -56,14 +56,14 @@ def _samples(n: int):
 
 
 def test_the_released_config_is_the_shared_head_with_the_official_map():
-    cfg = Config.fromfile(str(ROOT / "mmconfigs" / "mocov2_hcl_released_coco.py"))
+    cfg = Config.fromfile(str(ROOT / "mmconfigs" / "mocov2-hcl-released_resnet50_8xb32-coslr-200e_coco.py"))
     assert cfg.model.hyperbolic_head == "shared"
     assert cfg.model.hyp_neck == dict(type="BallMapNeck", clip_r=None, feature_scale=None, learn_scale=False,
                                       riemannian_grad=True, decoupled=False)
-    default = Config.fromfile(str(ROOT / "mmconfigs" / "mocov2_hcl_coco.py")).model
+    default = Config.fromfile(str(ROOT / "mmconfigs" / "mocov2-hcl_resnet50_8xb32-coslr-200e_coco.py")).model
     assert default.hyperbolic_head == "separate"  # the project's defaults are unchanged
     assert (default.hyp_neck.riemannian_grad, default.hyp_neck.decoupled) == (False, False)
-    model = _models().build(_model_cfg("mocov2_hcl_released_synthetic.py"))
+    model = _models().build(_model_cfg("mocov2-hcl-released_resnet18_1xb16-coslr-300it_embedded.py"))
     official = BallMap.official(model.curvature)
     for ball_map in (model.hyp_neck.head, model.hyp_neck_k.module.head):
         assert (ball_map.clip_r, ball_map.log_scale, ball_map.riemannian_grad, ball_map.decoupled) == (
@@ -72,7 +72,7 @@ def test_the_released_config_is_the_shared_head_with_the_official_map():
     assert not any(k.startswith("hyp_neck.") for k in model.state_dict())  # the released map has no weights
 
 
-@pytest.mark.parametrize("base", ["mocov2_hcl_synthetic.py", "densecl_hcl_synthetic.py"])
+@pytest.mark.parametrize("base", ["mocov2-hcl_resnet18_1xb16-coslr-300it_embedded.py", "densecl-hcl_resnet18_1xb16-coslr-300it_embedded.py"])
 def test_shared_mode_from_the_default_config_keeps_the_map_keys_of_the_poincare_neck(base):
     """``--cfg-options model.hyperbolic_head=shared`` alone: the PoincareNeck's map keys, no MLP."""
     model = _models().build(_model_cfg(base, hyperbolic_head="shared",
@@ -86,7 +86,7 @@ def test_shared_mode_from_the_default_config_keeps_the_map_keys_of_the_poincare_
 
 
 def test_the_options_reach_the_separate_neck_and_its_momentum_copy():
-    model = _models().build(_model_cfg("mocov2_hcl_synthetic.py", hyp_neck=dict(riemannian_grad=True, decoupled=True)))
+    model = _models().build(_model_cfg("mocov2-hcl_resnet18_1xb16-coslr-300it_embedded.py", hyp_neck=dict(riemannian_grad=True, decoupled=True)))
     assert isinstance(model.hyp_neck, PoincareNeck) and not model.shared_head
     for neck in (model.hyp_neck, model.hyp_neck_k.module):
         assert (neck.head.riemannian_grad, neck.head.decoupled) == (True, True)
@@ -96,10 +96,10 @@ def test_the_options_reach_the_separate_neck_and_its_momentum_copy():
 def test_bad_head_kinds_and_mismatched_necks_are_refused():
     MODELS = _models()
     with pytest.raises(ValueError, match="hyperbolic_head must be one of 'separate', 'shared'"):
-        MODELS.build(_model_cfg("mocov2_hcl_synthetic.py", hyperbolic_head="both"))
+        MODELS.build(_model_cfg("mocov2-hcl_resnet18_1xb16-coslr-300it_embedded.py", hyperbolic_head="both"))
     with pytest.raises(ValueError, match="set model.hyperbolic_head='shared'"):
-        MODELS.build(_model_cfg("mocov2_hcl_synthetic.py", hyp_neck=dict(_delete_=True, type="BallMapNeck")))
-    cfg = _model_cfg("mocov2_hcl_released_synthetic.py")
+        MODELS.build(_model_cfg("mocov2-hcl_resnet18_1xb16-coslr-300it_embedded.py", hyp_neck=dict(_delete_=True, type="BallMapNeck")))
+    cfg = _model_cfg("mocov2-hcl-released_resnet18_1xb16-coslr-300it_embedded.py")
     cfg.hyp_neck.out_channels = 64
     with pytest.raises(ValueError, match="out_channels = 64.*dimension 128"):
         MODELS.build(cfg)
@@ -108,7 +108,7 @@ def test_bad_head_kinds_and_mismatched_necks_are_refused():
 # ------------------------------------------------------------------------------ the shared head
 
 
-@pytest.mark.parametrize("base", ["mocov2_hcl_released_synthetic.py", "densecl_hcl_synthetic.py"])
+@pytest.mark.parametrize("base", ["mocov2-hcl-released_resnet18_1xb16-coslr-300it_embedded.py", "densecl-hcl_resnet18_1xb16-coslr-300it_embedded.py"])
 def test_shared_query_and_key_are_the_ball_map_of_the_raw_necks_that_feed_the_baseline(base, gen, monkeypatch):
     """Scene view = view 0: the online neck's output for it, L2-normalised, is MoCo's query (its logits with
     the queue), and the same tensor, raw, mapped by BallMap, is the hyperbolic query. The hyperbolic key is
@@ -152,7 +152,7 @@ def test_shared_query_and_key_are_the_ball_map_of_the_raw_necks_that_feed_the_ba
 def test_the_gradient_options_reach_the_shared_map_float64(riemannian_grad, decoupled, gen):
     """The neck's gradient from the hyperbolic query equals the one through the core functions
     (``riemannian_expmap0`` / ``norm_only``), in float64."""
-    model = _models().build(_model_cfg("mocov2_hcl_released_synthetic.py", hyp_neck=dict(
+    model = _models().build(_model_cfg("mocov2-hcl-released_resnet18_1xb16-coslr-300it_embedded.py", hyp_neck=dict(
         riemannian_grad=riemannian_grad, decoupled=decoupled))).double().eval()
     images = torch.rand(3, 3, 32, 32, generator=gen, dtype=torch.float64)
     upstream = torch.randn(3, 128, generator=gen, dtype=torch.float64)
@@ -178,7 +178,7 @@ def test_the_gradient_options_reach_the_shared_map_float64(riemannian_grad, deco
 
 def test_the_gradient_options_reach_the_separate_neck_float64(gen):
     """PoincareNeck(riemannian_grad, decoupled) against the core functions on its own MLP output, float64."""
-    model = _models().build(_model_cfg("mocov2_hcl_synthetic.py", hyp_neck=dict(
+    model = _models().build(_model_cfg("mocov2-hcl_resnet18_1xb16-coslr-300it_embedded.py", hyp_neck=dict(
         riemannian_grad=True, decoupled=True))).double().eval()
     images = torch.rand(3, 3, 32, 32, generator=gen, dtype=torch.float64)
     upstream = torch.randn(3, 128, generator=gen, dtype=torch.float64)
@@ -203,7 +203,7 @@ def test_the_gradient_options_reach_the_separate_neck_float64(gen):
 def test_a_shared_head_run_logs_the_health_and_its_checkpoint_is_analysed(embedded, tmp_path, gen):
     from hcl_plugin.eval import load_checkpoint
 
-    cfg = tiny_config("mocov2_hcl_released_synthetic.py", embedded, tmp_path, max_iters=3, checkpoint_interval=3)
+    cfg = tiny_config("mocov2-hcl-released_resnet18_1xb16-coslr-300it_embedded.py", embedded, tmp_path, max_iters=3, checkpoint_interval=3)
     runner = Runner.from_cfg(cfg)
     runner.train()
     rows = [r for r in read_scalars(tmp_path) if "loss" in r]
@@ -237,7 +237,7 @@ def test_a_shared_head_with_a_learnt_scale_and_curvature_is_analysed(tmp_path, g
 
     from hcl_plugin.eval import load_checkpoint
 
-    cfg = Config.fromfile(str(TINY / "densecl_hcl_synthetic.py"))
+    cfg = Config.fromfile(str(TINY / "densecl-hcl_resnet18_1xb16-coslr-300it_embedded.py"))
     cfg.model.update(hyperbolic_head="shared", curvature=dict(c=0.05, learnable=True))
     model = _models().build(cfg.model).eval()
     with torch.no_grad():
@@ -268,7 +268,7 @@ def test_a_shared_step_with_every_option_syncs_no_more_than_the_separate_step(ge
             hyperbolic_head="shared", curvature=dict(c=0.05, learnable=True),
             hyp_neck=dict(riemannian_grad=True, decoupled=True))}.items():
         torch.manual_seed(0)
-        model = _models().build(_model_cfg("mocov2_hcl_synthetic.py", **overrides)).train()
+        model = _models().build(_model_cfg("mocov2-hcl_resnet18_1xb16-coslr-300it_embedded.py", **overrides)).train()
 
         def step():
             losses = model.loss([v.clone() for v in views], _samples(4))

@@ -37,7 +37,7 @@ def _run(cmd: list, timeout: int = 600) -> subprocess.CompletedProcess:
     return done
 
 
-@pytest.mark.parametrize("base", ["densecl_hcl_synthetic.py", "mocov2_hcl_synthetic.py"])
+@pytest.mark.parametrize("base", ["densecl-hcl_resnet18_1xb16-coslr-300it_embedded.py", "mocov2-hcl_resnet18_1xb16-coslr-300it_embedded.py"])
 def test_tools_train_runs_the_tiny_config_and_logs_loss_hyp(base, embedded, tmp_path):
     work = tmp_path / "work"
     config = write_tiny_config(tmp_path / "cfg.py", base, embedded, work, max_iters=4, checkpoint_interval=2)
@@ -61,12 +61,12 @@ class _Snapshot(Hook):
 
 
 def test_resume_continues_at_the_right_iteration_with_identical_queues(embedded, tmp_path):
-    first = tiny_config("densecl_hcl_synthetic.py", embedded, tmp_path / "a", max_iters=4, checkpoint_interval=2)
+    first = tiny_config("densecl-hcl_resnet18_1xb16-coslr-300it_embedded.py", embedded, tmp_path / "a", max_iters=4, checkpoint_interval=2)
     Runner.from_cfg(first).train()
     saved = CheckpointLoader.load_checkpoint(str(tmp_path / "a" / "iter_2.pth"))["state_dict"]
     assert set(QUEUE_KEYS) <= set(saved)
 
-    second = tiny_config("densecl_hcl_synthetic.py", embedded, tmp_path / "b", max_iters=4, checkpoint_interval=2)
+    second = tiny_config("densecl-hcl_resnet18_1xb16-coslr-300it_embedded.py", embedded, tmp_path / "b", max_iters=4, checkpoint_interval=2)
     second.resume, second.load_from = True, str(tmp_path / "a" / "iter_2.pth")
     runner = Runner.from_cfg(second)
     snapshot = _Snapshot()
@@ -81,10 +81,10 @@ def test_resume_continues_at_the_right_iteration_with_identical_queues(embedded,
 
 def test_auto_resume_from_the_work_dir_through_tools_train(embedded, tmp_path):
     work = tmp_path / "work"
-    config = write_tiny_config(tmp_path / "cfg.py", "mocov2_hcl_synthetic.py", embedded, work, max_iters=2,
+    config = write_tiny_config(tmp_path / "cfg.py", "mocov2-hcl_resnet18_1xb16-coslr-300it_embedded.py", embedded, work, max_iters=2,
                                checkpoint_interval=2)
     _run([sys.executable, "tools/train.py", str(config)])
-    config = write_tiny_config(tmp_path / "cfg.py", "mocov2_hcl_synthetic.py", embedded, work, max_iters=3,
+    config = write_tiny_config(tmp_path / "cfg.py", "mocov2-hcl_resnet18_1xb16-coslr-300it_embedded.py", embedded, work, max_iters=3,
                                checkpoint_interval=1)
     done = _run([sys.executable, "tools/train.py", str(config), "--resume"])
     assert "resumed epoch: 0, iter: 2" in done.stdout + done.stderr
@@ -93,7 +93,7 @@ def test_auto_resume_from_the_work_dir_through_tools_train(embedded, tmp_path):
 
 def test_dist_train_two_cpu_processes_keep_the_queues_in_sync(embedded, tmp_path):
     work = tmp_path / "work"
-    config = tiny_config("densecl_hcl_synthetic.py", embedded, work, max_iters=3, checkpoint_interval=3)
+    config = tiny_config("densecl-hcl_resnet18_1xb16-coslr-300it_embedded.py", embedded, work, max_iters=3, checkpoint_interval=3)
     config.custom_imports = dict(imports=["hcl_plugin.mmselfsup", "tests.mmselfsup_helpers"], allow_failed_imports=False)
     config.custom_hooks = [dict(type="DumpQueuesHook")]
     config.dump(str(tmp_path / "cfg.py"))
@@ -107,7 +107,7 @@ def test_dist_train_two_cpu_processes_keep_the_queues_in_sync(embedded, tmp_path
     for key in QUEUE_KEYS:
         assert torch.equal(queues[0][key], queues[1][key]), key
     # 3 iterations x 2 ranks x 4 images entered the hyperbolic queue (keys gathered from both ranks)
-    initial = tiny_config("densecl_hcl_synthetic.py", embedded, work).model
+    initial = tiny_config("densecl-hcl_resnet18_1xb16-coslr-300it_embedded.py", embedded, work).model
     from mmengine.registry import init_default_scope
     from mmselfsup.registry import MODELS
 
@@ -119,7 +119,7 @@ def test_dist_train_two_cpu_processes_keep_the_queues_in_sync(embedded, tmp_path
 
 
 def test_lambda_warmup_hook_ramps_lambda_in_a_run(embedded, tmp_path):
-    cfg = tiny_config("mocov2_hcl_synthetic.py", embedded, tmp_path, max_iters=4, checkpoint_interval=4)
+    cfg = tiny_config("mocov2-hcl_resnet18_1xb16-coslr-300it_embedded.py", embedded, tmp_path, max_iters=4, checkpoint_interval=4)
     cfg.custom_hooks = [dict(type="HCLLambdaWarmupHook", warmup_iters=2, start_iters=1)]
     Runner.from_cfg(cfg).train()
     rows = [r for r in read_scalars(tmp_path) if "loss" in r]
@@ -131,7 +131,7 @@ def test_a_learnable_curvature_trains_and_resumes_in_a_run(embedded, tmp_path):
     """model.curvature=dict(learnable=True) from a config: one log c, trained, logged, saved, resumed."""
 
     def learnable(work: Path, max_iters: int):
-        cfg = tiny_config("mocov2_hcl_synthetic.py", embedded, work, max_iters=max_iters, checkpoint_interval=2)
+        cfg = tiny_config("mocov2-hcl_resnet18_1xb16-coslr-300it_embedded.py", embedded, work, max_iters=max_iters, checkpoint_interval=2)
         cfg.model.curvature = dict(c=0.05, learnable=True)
         cfg.optim_wrapper.paramwise_cfg = dict(custom_keys={"curvature": dict(decay_mult=0.0)})
         return cfg
@@ -156,7 +156,7 @@ def test_tools_train_switches_to_the_shared_head_from_the_command_line(embedded,
     """``--cfg-options model.hyperbolic_head=shared``: DenseCL's global branch is the shared head; the
     health of the map is logged and the checkpoint has no hyperbolic MLP."""
     work = tmp_path / "work"
-    config = write_tiny_config(tmp_path / "cfg.py", "densecl_hcl_synthetic.py", embedded, work, max_iters=2,
+    config = write_tiny_config(tmp_path / "cfg.py", "densecl-hcl_resnet18_1xb16-coslr-300it_embedded.py", embedded, work, max_iters=2,
                                checkpoint_interval=2)
     _run([sys.executable, "tools/train.py", str(config), "--work-dir", str(work), "--cfg-options",
           "model.hyperbolic_head=shared", "model.hyp_neck.riemannian_grad=True"])

@@ -26,8 +26,8 @@ from mmengine.hooks import Hook  # noqa: E402
 from mmengine.registry import HOOKS as MMENGINE_HOOKS  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
-TINY = ROOT / "mmconfigs" / "tiny" / "uhml_embedded-retrieval.py"
-CUB = ROOT / "mmconfigs" / "uhml_resnet50_cub.py"
+TINY = ROOT / "mmconfigs" / "tiny" / "uhml_resnet18_1xb32-adam-3e_embedded-retrieval.py"
+CUB = ROOT / "mmconfigs" / "uhml_resnet50_1xb128-adam-50e_cub.py"
 
 
 @MMENGINE_HOOKS.register_module(force=True)

@@ -315,7 +315,7 @@ def _mmselfsup_checkpoint(cfg_text: str) -> dict:
     from mmengine.logging import MessageHub
     from mmselfsup.registry import MODELS
 
-    cfg = Config.fromfile(str(ROOT / "mmconfigs" / "tiny" / "densecl_hcl_synthetic.py"))
+    cfg = Config.fromfile(str(ROOT / "mmconfigs" / "tiny" / "densecl-hcl_resnet18_1xb16-coslr-300it_embedded.py"))
     hub = MessageHub("security-test")
     for value in (3.0, 1.0, 2.0):
         hub.update_scalar("train/loss", value)
@@ -332,7 +332,7 @@ def test_genuine_mmselfsup_checkpoint_loads_for_training_and_analysis(tmp_path):
 
     HistoryBuffer()  # registers the default statistics
     registry = dict(HistoryBuffer._statistics_methods)
-    text = Config.fromfile(str(ROOT / "mmconfigs" / "tiny" / "densecl_hcl_synthetic.py")).pretty_text
+    text = Config.fromfile(str(ROOT / "mmconfigs" / "tiny" / "densecl-hcl_resnet18_1xb16-coslr-300it_embedded.py")).pretty_text
     path = tmp_path / "iter_3.pth"
     torch.save(_mmselfsup_checkpoint(text), path)
     loaded = CheckpointLoader.load_checkpoint(str(path))

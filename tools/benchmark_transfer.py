@@ -11,7 +11,7 @@ The full-scale recipe is the same script with the COCO configs and a GPU count (
 through ``tools/dist_train.sh``)::
 
     python tools/benchmark_transfer.py --gpus 8 --out outputs/transfer_coco \\
-        --method "DenseCL=mmconfigs/densecl_coco.py" --method "DenseCL + HCL=mmconfigs/densecl_hcl_coco.py" \\
+        --method "DenseCL=mmconfigs/densecl_resnet50_8xb32-coslr-200e_coco.py" --method "DenseCL + HCL=mmconfigs/densecl-hcl_resnet50_8xb32-coslr-200e_coco.py" \\
         --det-config mmconfigs/mmdet/mask-rcnn_r50_fpn_1x_coco_hcl.py --no-random-init \\
         --pretrain-iters 0 --det-iters 0
 
@@ -49,10 +49,10 @@ COLUMNS: Tuple[Tuple[str, str], ...] = (
     ("coco/segm_mAP_75", "AP^m_75"),
 )
 DEFAULT_METHODS = (
-    "DenseCL=mmconfigs/tiny/densecl_synthetic.py",
-    "DenseCL + HCL=mmconfigs/tiny/densecl_hcl_synthetic.py",
+    "DenseCL=mmconfigs/tiny/densecl_resnet18_1xb16-coslr-300it_embedded.py",
+    "DenseCL + HCL=mmconfigs/tiny/densecl-hcl_resnet18_1xb16-coslr-300it_embedded.py",
 )
-DEFAULT_DET_CONFIG = "mmconfigs/mmdet/tiny/mask-rcnn_r18_fpn_synthetic_hcl.py"
+DEFAULT_DET_CONFIG = "mmconfigs/mmdet/tiny/mask-rcnn_r18_fpn_embedded_hcl.py"
 
 
 from hcl_plugin.utils.cli import HelpFormatter  # noqa: E402

@@ -4,7 +4,7 @@
 #   tools/benchmark_transfer.sh                                  # CPU-scale proxy (outputs/benchmark_transfer)
 #   tools/benchmark_transfer.sh --pretrain-iters 100 --det-iters 100
 #   tools/benchmark_transfer.sh --gpus 8 --out outputs/transfer_coco --no-random-init \
-#       --method "DenseCL=mmconfigs/densecl_coco.py" --method "DenseCL + HCL=mmconfigs/densecl_hcl_coco.py" \
+#       --method "DenseCL=mmconfigs/densecl_resnet50_8xb32-coslr-200e_coco.py" --method "DenseCL + HCL=mmconfigs/densecl-hcl_resnet50_8xb32-coslr-200e_coco.py" \
 #       --det-config mmconfigs/mmdet/mask-rcnn_r50_fpn_1x_coco_hcl.py --pretrain-iters 0 --det-iters 0
 # All options: python tools/benchmark_transfer.py --help
 set -euo pipefail

@@ -4,7 +4,7 @@
 1. Builds the embedded Animal-MNIST scene set in ``data/embedded`` unless it is there.
 2. Pretrains MoCo-v2 + HCL (:class:`hcl_plugin.lightly.models.MoCoHCL`, the model of
    ``lightly_examples/moco_hcl.py``; ResNet-18, 64 px views, batch 32) for at most
-   ``--minutes`` of training time (default 7, so the whole job stays within about 10 minutes on a
+   ``--minutes`` of training time (default 6, so the whole job stays within about 10 minutes on a
    2-core CPU); skipped when ``OUT/final.ckpt`` exists (a second run reuses it; ``--retrain`` forces).
    A leftover ``OUT/train`` without ``OUT/final.ckpt`` (an interrupted run) is never deleted silently:
    the demo stops and says so; ``--retrain`` deletes it and starts over.
@@ -14,7 +14,7 @@
 4. Writes ``OUT/metrics.json`` (both), ``OUT/report.md``, ``OUT/training_loss.png`` and the
    analysis folders ``OUT/analysis/`` and ``OUT/random_init/`` with their plots.
 
-    python tools/demo.py [--out outputs/demo] [--minutes 7] [--retrain] [--overwrite]
+    python tools/demo.py [--out outputs/demo] [--minutes 6] [--retrain] [--overwrite]
 
 ``OUT`` must be new, empty or an earlier demo's folder; any other non-empty folder needs ``--overwrite``
 (files of the same names are then replaced; nothing else is deleted). Checkpoints are read without

@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """Pretraining checkpoint -> backbone checkpoint for MMDetection and torchvision.
 
-    python tools/extract_backbone.py work_dirs/densecl_hcl_coco/epoch_200.pth work_dirs/densecl_hcl_coco/backbone.pth
+    python tools/extract_backbone.py work_dirs/densecl-hcl_resnet50_8xb32-coslr-200e_coco/epoch_200.pth work_dirs/densecl-hcl_resnet50_8xb32-coslr-200e_coco/backbone.pth
 
 Keeps the ``backbone.`` weights of an MMSelfSup (MMEngine) checkpoint and drops the prefix, so the
 file loads with no missing or unexpected keys into MMDetection's ``ResNet`` (``init_cfg=dict(

@@ -3,7 +3,7 @@
 
     python tools/make_proposals.py --image-root coco/train2017 \
         --coco coco/annotations/instances_train2017.json --out coco/proposals_train2017.json --workers 8
-    python tools/make_proposals.py --image-root synthetic/images --out synthetic/proposals.json
+    python tools/make_proposals.py --image-root data/embedded/images --out data/embedded/proposals.json
 
 Defaults follow ORL (github Jiahao000/ORL, tools/selective_search.py): 'fast' mode, boxes with both
 sides >= 96 px and aspect ratio <= 3, top 100 per image. See docs/data.md.

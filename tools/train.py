@@ -1,8 +1,8 @@
 #!/usr/bin/env python
 """Train an MMSelfSup config with MMEngine's Runner (HCL components via ``custom_imports``).
 
-    python tools/train.py mmconfigs/tiny/densecl_hcl_synthetic.py --work-dir work_dirs/tiny
-    tools/dist_train.sh mmconfigs/densecl_hcl_coco.py 8           # torchrun, 8 processes
+    python tools/train.py mmconfigs/tiny/densecl-hcl_resnet18_1xb16-coslr-300it_embedded.py --work-dir work_dirs/tiny
+    tools/dist_train.sh mmconfigs/densecl-hcl_resnet50_8xb32-coslr-200e_coco.py 8           # torchrun, 8 processes
 
 The options are those of OpenMMLab's ``tools/train.py``. On a machine without CUDA a distributed
 launch uses gloo and CPU DDP (:func:`hcl_plugin.mmselfsup.runtime.prepare_distributed`).
@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import os
 import os.path as osp
+import warnings
 
 from mmengine.config import Config, DictAction
 from mmengine.runner import Runner
@@ -40,6 +41,10 @@ def parse_args() -> argparse.Namespace:
 def main() -> None:
     args = parse_args()
     cfg = Config.fromfile(args.config)
+    if cfg.get("deprecated_config_name"):
+        warnings.warn(f"{args.config} uses a deprecated config name ({cfg.deprecated_config_name}); the old "
+                      "names stay as aliases for one release (CHANGELOG.md lists old -> new)", FutureWarning,
+                      stacklevel=1)
     if args.cfg_options is not None:
         cfg.merge_from_dict(args.cfg_options)
     if args.work_dir is not None:

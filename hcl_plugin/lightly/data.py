@@ -26,13 +26,18 @@ def read_scenes(image_root: os.PathLike, annotations: os.PathLike) -> ReadResult
 
 
 def ensure_embedded_dataset(root: os.PathLike = DEFAULT_EMBEDDED_DIR, num_images: int = 1000, image_size: int = 256,
-                            seed: int = 0, ooc_fraction: float = 0.1) -> Path:
-    """Build the embedded Animal-MNIST scene set at ``root`` unless it is already there; return ``root``."""
+                            seed: int = 0, ooc_fraction: float = 0.1, extra_val_images: int = 0) -> Path:
+    """Build the embedded Animal-MNIST scene set at ``root`` unless it is already there; return ``root``.
+
+    ``extra_val_images`` appends that many validation scenes (``SyntheticConfig.extra_val_images``; the
+    first ``num_images`` keep their split). An existing folder is used as it is.
+    """
     from hcl_plugin.data.embedded.scenes import SyntheticConfig, build_synthetic_dataset
 
     root = Path(root)
     if not (root / "annotations.json").exists():
-        config = SyntheticConfig(num_images=num_images, image_size=image_size, seed=seed, ooc_fraction=ooc_fraction)
+        config = SyntheticConfig(num_images=num_images, image_size=image_size, seed=seed, ooc_fraction=ooc_fraction,
+                                 extra_val_images=extra_val_images)
         build_synthetic_dataset(root, config)
     return root
 

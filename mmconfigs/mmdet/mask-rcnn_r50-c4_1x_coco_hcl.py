@@ -14,7 +14,7 @@ _base_ = 'mmdet::mask_rcnn/mask-rcnn_r50-caffe-c4_1x_coco.py'
 
 custom_imports = dict(imports=['hcl_plugin.mmdet'], allow_failed_imports=False)
 
-backbone_checkpoint = 'work_dirs/densecl_hcl_coco/backbone.pth'
+backbone_checkpoint = 'work_dirs/densecl-hcl_resnet50_8xb32-coslr-200e_coco/backbone.pth'
 
 data_preprocessor = dict(
     type='DetDataPreprocessor',

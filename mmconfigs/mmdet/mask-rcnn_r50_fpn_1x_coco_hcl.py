@@ -3,9 +3,9 @@
 # frozen_stages=-1, norm_eval=False, Shared4Conv1FC box head, multi-scale training 640-800) with the
 # backbone loaded from an extracted pretraining checkpoint and its keys checked strictly.
 #
-#   python tools/extract_backbone.py work_dirs/densecl_hcl_coco/epoch_200.pth work_dirs/densecl_hcl_coco/backbone.pth
+#   python tools/extract_backbone.py work_dirs/densecl-hcl_resnet50_8xb32-coslr-200e_coco/epoch_200.pth work_dirs/densecl-hcl_resnet50_8xb32-coslr-200e_coco/backbone.pth
 #   tools/dist_train.sh mmconfigs/mmdet/mask-rcnn_r50_fpn_1x_coco_hcl.py 8 \
-#       --cfg-options model.backbone.init_cfg.checkpoint=work_dirs/densecl_hcl_coco/backbone.pth
+#       --cfg-options model.backbone.init_cfg.checkpoint=work_dirs/densecl-hcl_resnet50_8xb32-coslr-200e_coco/backbone.pth
 #
 # 8 GPUs x 2 images (lr 0.02 for batch 16, MMDetection's schedule_1x). COCO in data/coco/ as in
 # MMDetection (override train_dataloader.dataset.data_root etc. for another place).
@@ -14,7 +14,7 @@ _base_ = 'mmdet::mask_rcnn/mask-rcnn_r50_fpn_1x_coco.py'
 custom_imports = dict(imports=['hcl_plugin.mmdet'], allow_failed_imports=False)
 
 # the output of tools/extract_backbone.py (bare ResNet keys: conv1.weight, layer1.0.conv1.weight, ...)
-backbone_checkpoint = 'work_dirs/densecl_hcl_coco/backbone.pth'
+backbone_checkpoint = 'work_dirs/densecl-hcl_resnet50_8xb32-coslr-200e_coco/backbone.pth'
 
 norm_cfg = dict(type='SyncBN', requires_grad=True)
 model = dict(

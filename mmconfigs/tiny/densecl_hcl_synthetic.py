@@ -1,16 +1,5 @@
-# Tiny DenseCL + HCL on the embedded Animal-MNIST scenes: ResNet-18, 64 px views, batch 16, queues of
-# 4096, 300 iterations on a CPU in minutes. Build the data once: python -m hcl_plugin.data.embedded.scenes --out data/embedded
-#   python tools/train.py mmconfigs/tiny/densecl_hcl_synthetic.py
-#   tools/dist_train.sh mmconfigs/tiny/densecl_hcl_synthetic.py 2         # 2 CPU processes, gloo
-_base_ = [
-    '../_base_/models/hcl_densecl.py',
-    '../_base_/datasets/synthetic_hcl-scenes.py',
-    '../_base_/schedule_tiny-cpu.py',
-]
-find_unused_parameters = True  # as MMSelfSup's DenseCL config
-# ResNet-18: 512 channels in the last stage; the hyperbolic queue is as long as queue_len
-model = dict(
-    queue_len=4096,
-    backbone=dict(depth=18),
-    neck=dict(in_channels=512, hid_channels=512),
-    hyp_neck=dict(in_channels=512, hid_channels=512))
+# Deprecated name of the config mmconfigs/tiny/densecl-hcl_resnet18_1xb16-coslr-300it_embedded.py (configs now follow OpenMMLab's
+# {algorithm}_{backbone}_{gpus}xb{batch}-{schedule}_{dataset} pattern; CHANGELOG.md lists old -> new).
+# Kept for one release; tools/train.py warns when a config uses it.
+_base_ = ['./densecl-hcl_resnet18_1xb16-coslr-300it_embedded.py']
+deprecated_config_name = 'mmconfigs/tiny/densecl_hcl_synthetic.py -> mmconfigs/tiny/densecl-hcl_resnet18_1xb16-coslr-300it_embedded.py'

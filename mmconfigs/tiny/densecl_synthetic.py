@@ -1,9 +1,5 @@
-# The baseline of densecl_hcl_synthetic.py: MMSelfSup's DenseCL on the same object crops, same budget.
-_base_ = [
-    'mmselfsup::selfsup/_base_/models/densecl.py',
-    '../_base_/datasets/synthetic_hcl-scenes.py',
-    '../_base_/schedule_tiny-cpu.py',
-]
-find_unused_parameters = True  # as MMSelfSup's DenseCL config
-model = dict(queue_len=4096, backbone=dict(depth=18), neck=dict(in_channels=512, hid_channels=512))
-train_dataloader = dict(dataset=dict(pipeline=_base_.baseline_pipeline))
+# Deprecated name of the config mmconfigs/tiny/densecl_resnet18_1xb16-coslr-300it_embedded.py (configs now follow OpenMMLab's
+# {algorithm}_{backbone}_{gpus}xb{batch}-{schedule}_{dataset} pattern; CHANGELOG.md lists old -> new).
+# Kept for one release; tools/train.py warns when a config uses it.
+_base_ = ['./densecl_resnet18_1xb16-coslr-300it_embedded.py']
+deprecated_config_name = 'mmconfigs/tiny/densecl_synthetic.py -> mmconfigs/tiny/densecl_resnet18_1xb16-coslr-300it_embedded.py'

@@ -1,9 +1,5 @@
-# Tiny MoCo-v2 + HCL in the released HCL code's setting (shared head: the MoCoV2Neck's raw output on the
-# ball, Riemannian gradient rescale, no feature scale; docs/hcl_options.md) on the embedded scenes.
-#   python tools/train.py mmconfigs/tiny/mocov2_hcl_released_synthetic.py
-_base_ = ['./mocov2_hcl_synthetic.py']
-
-model = dict(
-    hyperbolic_head='shared',
-    hyp_neck=dict(_delete_=True, type='BallMapNeck', clip_r=None, feature_scale=None, learn_scale=False,
-                  riemannian_grad=True, decoupled=False))
+# Deprecated name of the config mmconfigs/tiny/mocov2-hcl-released_resnet18_1xb16-coslr-300it_embedded.py (configs now follow OpenMMLab's
+# {algorithm}_{backbone}_{gpus}xb{batch}-{schedule}_{dataset} pattern; CHANGELOG.md lists old -> new).
+# Kept for one release; tools/train.py warns when a config uses it.
+_base_ = ['./mocov2-hcl-released_resnet18_1xb16-coslr-300it_embedded.py']
+deprecated_config_name = 'mmconfigs/tiny/mocov2_hcl_released_synthetic.py -> mmconfigs/tiny/mocov2-hcl-released_resnet18_1xb16-coslr-300it_embedded.py'

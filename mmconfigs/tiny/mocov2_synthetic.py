@@ -1,8 +1,5 @@
-# The baseline of mocov2_hcl_synthetic.py: MMSelfSup's MoCo-v2 on the same object crops, same budget.
-_base_ = [
-    'mmselfsup::selfsup/_base_/models/mocov2.py',
-    '../_base_/datasets/synthetic_hcl-scenes.py',
-    '../_base_/schedule_tiny-cpu.py',
-]
-model = dict(queue_len=4096, backbone=dict(depth=18), neck=dict(in_channels=512, hid_channels=512))
-train_dataloader = dict(dataset=dict(pipeline=_base_.baseline_pipeline))
+# Deprecated name of the config mmconfigs/tiny/mocov2_resnet18_1xb16-coslr-300it_embedded.py (configs now follow OpenMMLab's
+# {algorithm}_{backbone}_{gpus}xb{batch}-{schedule}_{dataset} pattern; CHANGELOG.md lists old -> new).
+# Kept for one release; tools/train.py warns when a config uses it.
+_base_ = ['./mocov2_resnet18_1xb16-coslr-300it_embedded.py']
+deprecated_config_name = 'mmconfigs/tiny/mocov2_synthetic.py -> mmconfigs/tiny/mocov2_resnet18_1xb16-coslr-300it_embedded.py'

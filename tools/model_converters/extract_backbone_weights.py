@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """Pretraining checkpoint -> backbone checkpoint, where MMSelfSup users look for it.
 
-    python tools/model_converters/extract_backbone_weights.py work_dirs/densecl_hcl_coco/epoch_200.pth backbone.pth
+    python tools/model_converters/extract_backbone_weights.py work_dirs/densecl-hcl_resnet50_8xb32-coslr-200e_coco/epoch_200.pth backbone.pth
 
 The same command as ``tools/extract_backbone.py`` (same arguments, same safe reading and writing);
 MMSelfSup ships its extractor under this name.

@@ -83,7 +83,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     except (ValueError, AnimalMNISTUnavailable) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
-    print(f"retrieval set: {root} (10 class folders). Next: python tools/train.py mmconfigs/tiny/uhml_embedded-retrieval.py"
+    print(f"retrieval set: {root} (10 class folders). Next: python tools/train.py mmconfigs/tiny/uhml_resnet18_1xb32-adam-3e_embedded-retrieval.py"
           f" or python lightly_examples/uhml.py")
     return 0
 

@@ -6,7 +6,7 @@
 # (with ground-truth boxes instead: ann_file='annotations/instances_train2017.json').
 # Four views per image: two MoCo-v2 views of one object crop (the baseline's), the scene crop and
 # the object crop resized to hyperbolic_size (default input_size) without a random crop (the hyperbolic pair).
-# The pipelines are written here once; synthetic_hcl-scenes.py derives its 64 px version from them.
+# The pipelines are written here once; embedded_hcl-scenes.py derives its 64 px version from them.
 custom_imports = dict(imports=['hcl_plugin.mmselfsup'], allow_failed_imports=False)
 
 dataset_type = 'SceneBoxDataset'
@@ -44,7 +44,7 @@ train_pipeline = [
          scene_transforms=scene_view_pipeline, hyperbolic_views=True, hyperbolic_size=hyperbolic_size),
     dict(type='PackSelfSupInputs', meta_keys=['img_path']),
 ]
-# the baselines' pipeline (mocov2_coco.py, densecl_coco.py, ...): the same object views of the same
+# the baselines' pipeline (mocov2_resnet50_8xb32-coslr-200e_coco.py, densecl_resnet50_8xb32-coslr-200e_coco.py, ...): the same object views of the same
 # crops, no scene views
 baseline_pipeline = [dict(step, hyperbolic_views=False) if step['type'] == 'SceneObjectMultiView' else step
                      for step in train_pipeline]
