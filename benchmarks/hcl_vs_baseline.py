@@ -31,7 +31,7 @@ baseline's by more than the sum of their seed stds; out-of-context AUROC ≥ 0.7
 linear and multi-label probes not below the baseline by more than the baseline's seed std.
 
     python benchmarks/hcl_vs_baseline.py                                # 3 seeds x 2 runs + ablation
-    python benchmarks/hcl_vs_baseline.py --seeds 0 1 --steps 3 --max-images 100 --max-train-images 200 \
+    python benchmarks/hcl_vs_baseline.py --seeds 0 1 --steps 7 --max-images 100 --max-train-images 200 \
         --out /tmp/smoke                                                # a smoke run of the whole script
 """
 
@@ -50,6 +50,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # run from a checkout without installing
 
 from hcl_plugin.lightly.data import ensure_embedded_dataset  # noqa: E402
+from hcl_plugin.lightly.recipes import RELEASED_HCL_FLAGS, comparison_protocol_flags  # noqa: E402
 from hcl_plugin.utils.cli import HelpFormatter  # noqa: E402
 
 MODELS = ("hcl", "baseline", "random_init")
@@ -58,7 +59,7 @@ METRICS = ("norm_spearman", "norm_spearman_labels", "norm_spearman_euclidean", "
            "ooc_auroc_scene", "ooc_ap", "linear_top1", "multilabel_map", "knn_top1")
 PLOTTED = ("norm_spearman", "ooc_auroc", "linear_top1", "multilabel_map", "knn_top1")
 #: HCL as released (docs/hcl_options.md): the Euclidean head's raw output mapped onto the ball
-RELEASED = ["--hyperbolic-head", "shared", "--riemannian-grad", "--feature-scale", "1", "--fixed-scale"]
+RELEASED = RELEASED_HCL_FLAGS
 #: one-seed ablation: name -> the HCL run's model flags instead of RELEASED
 ABLATIONS = {
     "separate_head": [],  # the project's default: PoincareProjectionHead, learnt feature scale, no rescale
@@ -69,12 +70,10 @@ ABLATIONS = {
 
 
 def train_args(data: Path, out: Path, seed: int, steps: int, minutes: float) -> List[str]:
-    """The flags of every run (λ and the ablation's flags are added by the caller)."""
-    return ["--recipe", "small", "--stem", "imagenet", "--image-size", "64", "--batch-size", "32",
-            "--lr", "0.015", "--momentum", f"{1 - 6 / steps:.4f}", "--warmup-steps", str(max(1, round(steps / 15))),
-            "--epochs", "100000", "--max-steps", str(steps), "--max-minutes", str(minutes),
-            "--embedded-dir", str(data), "--num-workers", "1", "--seed", str(seed), "--out", str(out),
-            "--checkpoint-every", "100000", "--no-progress-bar"]
+    """The flags of every run (λ and the HCL model's flags are added by the caller)."""
+    return comparison_protocol_flags(steps) + [
+        "--max-minutes", str(minutes), "--embedded-dir", str(data), "--num-workers", "1", "--seed", str(seed),
+        "--out", str(out), "--checkpoint-every", "100000", "--no-progress-bar"]
 
 
 def pretrain(flags: Sequence[str], out: Path) -> Path:
@@ -181,8 +180,8 @@ def main() -> None:
     parser.add_argument("--max-train-images", type=int, default=None,
                         help="train the probes on at most this many training scenes (smoke runs only)")
     args = parser.parse_args()
-    if args.steps < 2:
-        parser.error(f"--steps must be >= 2, got {args.steps}")
+    if args.steps < 7:
+        parser.error(f"--steps must be >= 7 (the momentum rule 1 - 6/steps), got {args.steps}")
     from hcl_plugin.eval.analyze import run_analysis
     from hcl_plugin.eval.compare import compare_models, random_init_like
 

@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tools"))
@@ -29,7 +30,13 @@ def test_demo_writes_checkpoint_metrics_plots_and_report_and_reuses_them(tmp_pat
     assert all(math.isfinite(v) for v in metrics["hcl"].values() if v is not None)
     assert (out / "final.ckpt").stat().st_size > 0
     assert (out / "training_loss.png").stat().st_size > 1000
-    assert (out / "analysis" / "norm_vs_objects.png").exists() and (out / "random_init" / "report.md").exists()
+    assert (out / "compare" / "hcl" / "norm_vs_objects.png").exists()
+    assert (out / "compare" / "random_init" / "report.md").exists()
+    comparison = json.loads((out / "compare" / "comparison.json").read_text())
+    assert {m["bn_procedure"] for m in comparison["models"].values()} == {"recompute"}  # matched controls
+    assert {m["hyperbolic_source"] for m in comparison["models"].values()} == {"expmap0(projection_head)"}
+    hparams = torch.load(out / "final.ckpt", map_location="cpu", weights_only=False)["hyper_parameters"]
+    assert hparams["hyperbolic_head"] == "shared" and hparams["memory_bank_size"] == 256  # released options, protocol
     assert "| norm_spearman |" in (out / "report.md").read_text()
     stamp = (out / "final.ckpt").stat().st_mtime_ns
     capsys.readouterr()

@@ -162,3 +162,17 @@ def _embedded(tmp_path: Path) -> Path:
     build_synthetic_dataset(root, SyntheticConfig(num_images=12, image_size=96, seed=1), animals=animals_or_skip(),
                             progress=False)
     return root
+
+
+def test_the_step_matched_schedule_follows_the_documented_rules():
+    from hcl_plugin.lightly.recipes import step_matched_schedule
+
+    assert step_matched_schedule(300) == {"momentum": pytest.approx(RECIPES["small"]["momentum"]),
+                                          "warmup_steps": RECIPES["small"]["warmup_steps"]}
+    schedule = step_matched_schedule(150)
+    assert schedule["momentum"] == pytest.approx(0.96) and schedule["warmup_steps"] == 10
+    # summed key-encoder updates on the cosine schedule: (1 - m0) T / 2 = 3
+    assert sum(1 - momentum_at(t, 150, schedule["momentum"], "cosine") for t in range(150)) == pytest.approx(3, rel=0.02)
+    for bad in (6, 0, 7.5):
+        with pytest.raises(ValueError, match="steps must be an integer >= 7"):
+            step_matched_schedule(bad)

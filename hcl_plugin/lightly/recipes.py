@@ -25,9 +25,10 @@ from __future__ import annotations
 
 import argparse
 import copy
-from typing import Any, Dict, Optional, Sequence, Set
+from typing import Any, Dict, List, Optional, Sequence, Set
 
-__all__ = ["RECIPES", "apply_recipe", "explicit_destinations"]
+__all__ = ["RECIPES", "RELEASED_HCL_FLAGS", "apply_recipe", "comparison_protocol_flags", "explicit_destinations",
+           "step_matched_schedule"]
 
 #: recipe name -> {argparse destination: value}; ``paper`` keeps the flags' defaults
 RECIPES: Dict[str, Dict[str, Any]] = {
@@ -70,3 +71,39 @@ def apply_recipe(parser: argparse.ArgumentParser, args: argparse.Namespace,
             setattr(args, dest, value)
     args.recipe = name
     return args
+
+
+def step_matched_schedule(steps: int) -> Dict[str, float]:
+    """The small recipe's momentum and warm-up for a run of ``steps`` steps (docs/recipe.md's rules).
+
+    ``momentum`` :math:`m_0 = 1 - 6/T`: on the cosine momentum schedule the key encoder's summed
+    updates are :math:`(1 - m_0) T / 2 = 3`, leaving about :math:`e^{-3}` = 5 % of its initialisation;
+    ``warmup_steps`` = T/15 (at least 1). ``steps=300`` gives the recipe's own 0.98 and 20.
+
+    Raises:
+        ValueError: ``steps`` is below 7 (the rule would give a momentum of 0 or less).
+    """
+    if int(steps) != steps or steps < 7:
+        raise ValueError(f"steps must be an integer >= 7 for the step-matched schedule, got {steps!r}")
+    return {"momentum": 1.0 - 6.0 / steps, "warmup_steps": max(1, round(steps / 15))}
+
+
+#: the released HCL model's options as flags of the Lightly examples (docs/hcl_options.md): the Euclidean
+#: projection head's raw output mapped onto the ball, Riemannian gradient rescale, no feature scale
+RELEASED_HCL_FLAGS = ["--hyperbolic-head", "shared", "--riemannian-grad", "--feature-scale", "1", "--fixed-scale"]
+
+
+def comparison_protocol_flags(steps: int) -> List[str]:
+    """The training flags of the CPU comparison protocol (``tools/demo.py``, ``benchmarks/hcl_vs_baseline.py``).
+
+    ``--recipe small``'s queue (256) and cosine momentum schedule, with the momentum and warm-up matched
+    to ``steps`` (:func:`step_matched_schedule`), at the ImageNet stem and 64 px (the small stem at
+    32 px costs about twice as much per step on a CPU), batch 32 and LR 0.015 (linear scaling of
+    Lightly's 0.06 for batch 128). A step budget, not a time budget, so the LR and momentum schedules end
+    with the run. Data, seed, output and λ are the caller's.
+    """
+    schedule = step_matched_schedule(steps)
+    return ["--recipe", "small", "--stem", "imagenet", "--image-size", "64", "--batch-size", "32", "--lr", "0.015",
+            "--momentum", f"{schedule['momentum']:.4f}", "--warmup-steps", str(schedule["warmup_steps"]),
+            "--epochs", "100000", "--max-steps", str(steps)]
+
