@@ -10,9 +10,9 @@ The protocol is fixed before any run; nothing in it is chosen by looking at the 
   64 px, batch 32, ``--steps`` steps, the small recipe's queue, momentum schedule and warm-up matched to
   the step budget by docs/recipe.md's rules, LR 0.015 by linear scaling). HCL is λ = 0.1, the baseline
   λ = 0: the same network, data, views and schedule, without the hyperbolic loss. HCL runs the released
-  model's options (:data:`RELEASED`: one head whose raw output is mapped onto the ball, Riemannian
-  gradient rescale, no feature scale), so its hyperbolic embedding is ``expmap0`` of the projection
-  head's output, the quantity measured on every model.
+  model's options (:data:`~hcl_plugin.lightly.recipes.RELEASED_HCL_FLAGS`: one head whose raw output is
+  mapped onto the ball, Riemannian gradient rescale, no feature scale), so its hyperbolic embedding is
+  ``expmap0`` of the projection head's output, the quantity measured on every model.
 * Evaluation: :func:`hcl_plugin.eval.compare.compare_models` on ``{hcl, baseline, random_init}`` for
   each seed, ``random_init`` being :func:`~hcl_plugin.eval.compare.random_init_like` of that seed's
   HCL checkpoint. BatchNorm statistics are re-estimated for every model on the same seeded sample of
@@ -59,13 +59,12 @@ METRICS = ("norm_spearman", "norm_spearman_labels", "norm_spearman_euclidean", "
            "ooc_auroc_scene", "ooc_ap", "linear_top1", "multilabel_map", "knn_top1")
 PLOTTED = ("norm_spearman", "ooc_auroc", "linear_top1", "multilabel_map", "knn_top1")
 #: HCL as released (docs/hcl_options.md): the Euclidean head's raw output mapped onto the ball
-RELEASED = RELEASED_HCL_FLAGS
-#: one-seed ablation: name -> the HCL run's model flags instead of RELEASED
+#: one-seed ablation: name -> the HCL run's model flags instead of RELEASED_HCL_FLAGS
 ABLATIONS = {
     "separate_head": [],  # the project's default: PoincareProjectionHead, learnt feature scale, no rescale
-    "released+decoupled": RELEASED + ["--decoupled"],
-    "released+c0.5": RELEASED + ["--c", "0.5"],
-    "released+hyperbolic32": RELEASED + ["--hyperbolic-size", "32"],  # half-size hyperbolic views (cheaper)
+    "released+decoupled": RELEASED_HCL_FLAGS + ["--decoupled"],
+    "released+c0.5": RELEASED_HCL_FLAGS + ["--c", "0.5"],
+    "released+hyperbolic32": RELEASED_HCL_FLAGS + ["--hyperbolic-size", "32"],  # half-size hyperbolic views (cheaper)
 }
 
 
@@ -200,7 +199,7 @@ def main() -> None:
             run_dir = args.out / f"{name}_seed{seed}"
             say(f"seed {seed} ({number}/{len(args.seeds)}): training {name} (lambda {lambda_hyp}) -> {run_dir}")
             flags = train_args(args.data, run_dir, seed, args.steps, args.minutes) + ["--lambda-hyp", str(lambda_hyp)]
-            flags += RELEASED if name == "hcl" else []
+            flags += RELEASED_HCL_FLAGS if name == "hcl" else []
             checkpoints[name] = pretrain(flags, run_dir)
         say(f"seed {seed}: analysing hcl, baseline and random init (BatchNorm re-estimated for each)")
         comparison = compare_models(

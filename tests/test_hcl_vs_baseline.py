@@ -69,6 +69,6 @@ def test_every_run_gets_the_same_protocol_and_hcl_the_released_options(bench, tm
     assert flags[flags.index("--momentum") + 1] == f"{1 - 6 / 150:.4f}"      # docs/recipe.md: m0 = 1 - 6/T
     assert flags[flags.index("--warmup-steps") + 1] == "10"                    # T / 15
     assert flags[flags.index("--max-steps") + 1] == "150" and flags[flags.index("--seed") + 1] == "3"
-    assert bench.RELEASED == ["--hyperbolic-head", "shared", "--riemannian-grad", "--feature-scale", "1",
+    assert bench.RELEASED_HCL_FLAGS == ["--hyperbolic-head", "shared", "--riemannian-grad", "--feature-scale", "1",
                               "--fixed-scale"]
     assert math.isclose(bench.LAMBDAS["hcl"], 0.1) and bench.LAMBDAS["baseline"] == 0.0

@@ -78,21 +78,22 @@ def test_every_pretraining_config_loads_and_its_model_and_pipeline_build(path):
         assert cfg.model.curvature == dict(c=0.05, learnable=False)
         assert "c" not in cfg.model.hyp_neck and "c" not in cfg.model.hyp_head  # one entry: model.curvature
         assert_one_curvature(model)
-        expected = (0.1, 0.05, 0.2, 65536) if "tiny" not in path.parts else (0.1, 0.05, 0.2, 4096)
+        expected = (0.1, 0.05, 0.2, 65536) if "tiny" not in path.parts else (0.1, 0.05, 0.2, 256)
         assert (model.lambda_hyp, model.hyp_neck.c, model.hyp_head.temperature, model.hyp_queue.size) == expected
         assert model.hyp_neck.c == model.hyp_head.c == model.hyp_queue.c
     else:
         assert not hasattr(model, "hyp_neck")
 
 
-@pytest.mark.parametrize("config, loop_key, length", [("tiny/densecl-hcl_resnet18_1xb16-coslr-300it_embedded.py", "max_iters", 3),
+@pytest.mark.parametrize("config, loop_key, length", [("tiny/densecl-hcl_resnet18_1xb16-coslr-300it_embedded.py", "max_iters", 40),
                                                       ("densecl-hcl_resnet50_8xb32-coslr-200e_coco.py", "max_epochs", 5)])
 def test_the_cosine_schedule_ends_with_the_train_loop(config, loop_key, length, tmp_path):
     """``--cfg-options train_cfg.max_iters=3`` (or ``max_epochs``) alone shortens the whole schedule."""
     from mmengine.runner import Runner
 
     cfg = Config.fromfile(str(ROOT / "mmconfigs" / config))
-    assert "T_max" not in cfg.param_scheduler[0] and "end" not in cfg.param_scheduler[0]
+    cosine = cfg.param_scheduler[-1]  # after the tiny schedule's linear warm-up
+    assert cosine.type == "CosineAnnealingLR" and "T_max" not in cosine and "end" not in cosine
     cfg.train_cfg[loop_key] = length
     cfg.work_dir = str(tmp_path)
     cfg.visualizer.name = f"visualizer_{tmp_path.name}"
@@ -100,8 +101,9 @@ def test_the_cosine_schedule_ends_with_the_train_loop(config, loop_key, length, 
     runner._train_dataloader = torch.utils.data.DataLoader(list(range(4)))  # the loop without the data set
     runner._train_loop = runner.build_train_loop(runner._train_loop)  # the config's own loop
     runner.optim_wrapper = runner.build_optim_wrapper(runner.optim_wrapper)
-    (scheduler,) = runner.build_param_scheduler(runner.param_schedulers)
-    assert scheduler.end == scheduler.T_max == length
+    *warmup, scheduler = runner.build_param_scheduler(runner.param_schedulers)
+    assert scheduler.end == length and scheduler.T_max == length - scheduler.begin
+    assert [w.end for w in warmup] == [scheduler.begin] * len(warmup)  # the cosine starts where the warm-up ends
 
 
 def test_synthetic_pipelines_are_the_coco_ones_at_64_px():
@@ -507,3 +509,18 @@ def test_mmselfsup_checkpoints_load_for_the_analysis(base, learnable, tmp_path, 
             assert torch.allclose(out["hyperbolic"], model.hyp_neck(features)[0], atol=1e-5)
         else:
             assert loaded.hyperbolic_head is None
+
+
+def test_the_key_momentum_schedule_is_the_lightly_examples_cosine_schedule():
+    """``CosineKeyMomentumHook``'s m_t equals Lightly's ``cosine_schedule`` (the Lightly examples'
+    ``--momentum-schedule cosine``) at every step, from m0 to exactly 1 at the last iteration."""
+    from hcl_plugin.mmselfsup.hooks import cosine_key_momentum
+
+    scheduler = pytest.importorskip("lightly.utils.scheduler", reason="lightly is not installed (pip install 'hcl_plugin[lightly]')")
+    for total, m0 in ((2, 0.5), (20, 0.7), (300, 0.98), (1001, 0.999)):
+        values = [cosine_key_momentum(t, total, m0) for t in range(total)]
+        assert values == pytest.approx([scheduler.cosine_schedule(t, total, m0, 1.0) for t in range(total)], abs=1e-12)
+        assert values[0] == pytest.approx(m0) and values[-1] == 1.0
+        assert all(b >= a for a, b in zip(values, values[1:]))
+    assert cosine_key_momentum(500, 300, 0.98) == 1.0  # past the end it stays at 1
+    assert cosine_key_momentum(0, 1, 0.98) == 0.98  # a one-iteration run keeps m0

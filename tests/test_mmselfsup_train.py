@@ -15,6 +15,7 @@ from mmengine.hooks import Hook
 from mmengine.runner import CheckpointLoader, Runner
 
 import hcl_plugin.mmselfsup  # noqa: F401
+from hcl_plugin.mmselfsup.hooks import CosineKeyMomentumHook, cosine_key_momentum
 from tests.mmselfsup_helpers import QUEUE_KEYS, ROOT, build_embedded, read_scalars, tiny_config, write_tiny_config
 
 pytestmark = pytest.mark.slow
@@ -48,6 +49,10 @@ def test_tools_train_runs_the_tiny_config_and_logs_loss_hyp(base, embedded, tmp_
         assert math.isfinite(row["loss"]) and math.isfinite(row["loss_hyp"])
         assert row["loss"] == pytest.approx(sum(v for k, v in row.items() if k.startswith("loss_") and k != "loss_hyp"), rel=1e-3)
     assert {"iter_2.pth", "iter_4.pth", "last_checkpoint"} <= {p.name for p in work.iterdir()}
+    # the schedule's CosineKeyMomentumHook: m_t from the config's momentum (0.98) to 1 over max_iters = 4
+    momenta = [r["key_momentum"] for r in rows]
+    assert momenta == pytest.approx([cosine_key_momentum(t, 4, 0.98) for t in range(4)], abs=1e-9)
+    assert momenta[0] == pytest.approx(0.98) and momenta[-1] == pytest.approx(1.0)
 
 
 class _Snapshot(Hook):
@@ -76,6 +81,10 @@ def test_resume_continues_at_the_right_iteration_with_identical_queues(embedded,
     for key in QUEUE_KEYS:
         assert torch.equal(snapshot.queues[key], saved[key]), key
     assert [r["iter"] for r in read_scalars(tmp_path / "b") if "loss" in r] == [3, 4]
+    # the key-momentum schedule continues exactly: the resumed iterations log what the first run logged
+    first_momenta = {r["iter"]: r["key_momentum"] for r in read_scalars(tmp_path / "a") if "key_momentum" in r}
+    for row in (r for r in read_scalars(tmp_path / "b") if "key_momentum" in r):
+        assert row["key_momentum"] == first_momenta[row["iter"]]
     assert "iter_4.pth" in os.listdir(tmp_path / "b")
 
 
@@ -167,3 +176,32 @@ def test_tools_train_switches_to_the_shared_head_from_the_command_line(embedded,
         assert {"hyp_near_boundary_fraction", "hyp_two_over_sqrt_c", "hyp_feature_scale"} <= set(row)
     state = CheckpointLoader.load_checkpoint(str(work / "iter_2.pth"))["state_dict"]
     assert sorted(k for k in state if k.startswith("hyp_neck.")) == ["hyp_neck.head.log_scale"]
+
+
+class _Momenta(Hook):
+    """Records, before each iteration (after the momentum hook), the momentum of every EMA of the model."""
+
+    priority = "LOW"
+
+    def __init__(self) -> None:
+        self.seen = []
+
+    def before_train_iter(self, runner, batch_idx, data_batch=None) -> None:
+        self.seen.append({name: 1.0 - ema.momentum
+                          for name, ema in CosineKeyMomentumHook._momentum_encoders(runner.model).items()})
+
+
+@pytest.mark.parametrize("base", ["mocov2_resnet18_1xb16-coslr-300it_embedded.py", "mocov2-hcl_resnet18_1xb16-coslr-300it_embedded.py"])
+def test_key_momentum_hook_anneals_every_momentum_encoder(base, embedded, tmp_path):
+    """The baseline's key encoder and HCL's key encoder and momentum hyperbolic neck all follow m_t."""
+    cfg = tiny_config(base, embedded, tmp_path, max_iters=3, checkpoint_interval=3)
+    runner = Runner.from_cfg(cfg)
+    momenta = _Momenta()
+    runner.register_hook(momenta)
+    runner.train()
+    expected_names = {"encoder_k"} | ({"hyp_neck_k"} if "hcl" in base else set())
+    assert set(momenta.seen[0]) == expected_names
+    for t, seen in enumerate(momenta.seen):
+        for name, value in seen.items():
+            assert value == pytest.approx(cosine_key_momentum(t, 3, 0.98), abs=1e-12), (name, t)
+

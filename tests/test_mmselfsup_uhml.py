@@ -276,3 +276,54 @@ def test_bad_hook_and_sampler_arguments():
         UHMLBalancedBatchSampler(sampler, batch_size=8, instances_per_class=4, classes_per_batch=3)
     batches = list(UHMLBalancedBatchSampler(sampler, batch_size=4, instances_per_class=2))
     assert len(batches) == 2 and all(len(b) == 4 for b in batches)
+
+
+def _batchnorm_statistics(module: torch.nn.Module) -> Dict[str, torch.Tensor]:
+    return {k: v.clone() for k, v in module.state_dict().items()
+            if k.endswith(("running_mean", "running_var", "num_batches_tracked"))}
+
+
+@pytest.mark.parametrize("config", [TINY, CUB])
+def test_frozen_batchnorm_by_default_one_state_for_clustering_and_loss(config):
+    """``norm_eval=True`` (the released freeze_BN): a training step changes no BatchNorm statistic, and the
+    features the re-clustering embeds (eval mode) equal the ones the loss sees in training mode."""
+    import hcl_plugin.mmselfsup  # noqa: F401
+    from mmengine.registry import init_default_scope
+    from mmselfsup.registry import MODELS
+    from mmselfsup.structures import SelfSupDataSample
+
+    init_default_scope("mmselfsup")
+    cfg = Config.fromfile(str(config))
+    assert cfg.model.backbone.norm_eval is True
+    if config == CUB:  # a small ResNet is enough for the check
+        cfg.model.backbone.depth, cfg.model.neck.in_channels = 18, 512
+    model = MODELS.build(cfg.model)
+    gen = torch.Generator().manual_seed(0)
+    before = _batchnorm_statistics(model)
+    images = [torch.rand(4, 3, 32, 32, generator=gen)]
+    samples = [SelfSupDataSample() for _ in range(4)]
+    for i, sample in enumerate(samples):
+        sample.set_metainfo(dict(dataset_index=i))
+    model.set_pseudo_labels(torch.tensor([[0, 0, 1, 1], [0, 0, 0, 0]]))
+    model.train()
+    with torch.no_grad():
+        train_features = model.extract_feat(images)
+    loss = model.loss(images, samples)["loss_uhml"]
+    loss.backward()
+    torch.optim.SGD(model.parameters(), lr=0.1).step()
+    after = _batchnorm_statistics(model)
+    assert all(torch.equal(before[k], after[k]) for k in before)
+    model.eval()
+    model.zero_grad()
+    with torch.no_grad():
+        eval_features = model.extract_feat(images)
+        model.train()
+        train_again = model.extract_feat(images)
+    assert torch.equal(eval_features, train_again)  # same weights: train mode = eval mode exactly
+    assert not torch.equal(train_features, train_again)  # the step changed the weights, not the statistics
+
+    cfg.model.backbone.norm_eval = False  # the flag trains them (so the check above can fail)
+    model = MODELS.build(cfg.model).train()
+    before = _batchnorm_statistics(model)
+    model.extract_feat(images)
+    assert not all(torch.equal(before[k], v) for k, v in _batchnorm_statistics(model).items())

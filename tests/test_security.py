@@ -274,8 +274,11 @@ def test_demo_reads_its_checkpoint_safely_and_never_deletes_an_unfinished_run(tm
     marker = tmp_path / "MARKER"
     evil = tmp_path / "final.ckpt"
     torch.save({"hyper_parameters": _Reduce(exec, (_marker_code(marker),)), "state_dict": {}}, evil)
-    with pytest.raises(UnsafeCheckpointError, match=r"final.ckpt: .*GLOBAL exec"):
-        demo.random_init_checkpoint(evil, tmp_path)
+    from hcl_plugin.eval.compare import random_init_like  # what the demo builds its control with
+    from hcl_plugin.eval.errors import CheckpointFormatError
+
+    with pytest.raises(CheckpointFormatError, match=r"final.ckpt: .*GLOBAL exec.*nothing from the file was run"):
+        random_init_like(evil)
     assert not marker.exists()
 
     out = tmp_path / "demo"

@@ -216,33 +216,82 @@ def tiny_clipart_set(root: Path, classes: int = 6, per_class: int = 8) -> Path:
 
 @pytest.mark.slow
 def test_benchmark_smoke_run(tmp_path, capsys):
+    """Both starts end to end on a tiny set: the self-supervised start pretrains MoCo-v2 and every method
+    and the untrained control of a (seed, start) start from one network (one state digest, frozen BN)."""
     data = tiny_clipart_set(tmp_path / "data")
     out, plot = tmp_path / "result.json", tmp_path / "plot.png"
     argv = ["--data", str(data), "--seeds", "0", "--epochs", "1", "--batches-per-epoch", "1", "--image-size", "16",
             "--levels", "4", "2", "--batch-classes", "2", "--batch-instances", "4", "--dim", "8", "--num-workers", "0",
+            "--pretrain-steps", "7", "--pretrain-batch-size", "4",
             "--work-dir", str(tmp_path / "runs"), "--plot", str(plot)]
     result = uhml_retrieval.main([*argv, "--out", str(out)])
     written = json.loads(out.read_text())
     assert written["dataset"]["train_classes"] == 3 and written["dataset"]["test_images"] == 24
-    summary = written["summary_percent"]
-    assert set(summary) == {"uhml", "untrained", "flat_kmeans", "euclidean", "raw_pixels"}
-    assert set(summary["raw_pixels"]) == {"cosine"} and set(summary["uhml"]) == {"cosine", "poincare"}
-    for by_metric in summary.values():
-        for cells in by_metric.values():
-            assert all(math.isfinite(cells[str(k)]["mean"]) and 0 <= cells[str(k)]["mean"] <= 100
-                       for k in written["ks"])
-    assert {(c["metric"], c["comparison"]) for c in written["targets"]} == {
-        (m, o) for m in ("cosine", "poincare") for o in ("untrained", "flat_kmeans", "euclidean")}
-    assert [r["method"] for r in written["runs"]] == ["uhml", "flat_kmeans", "euclidean"]
-    assert all(r["global_steps"] == 1 for r in written["runs"])
-    flat = next(r for r in written["runs"] if r["method"] == "flat_kmeans")
+    summaries = written["summary_percent"]
+    assert set(summaries) == {"self_supervised", "random_init"}
+    for summary in summaries.values():
+        assert set(summary) == {"uhml", "untrained", "flat_kmeans", "euclidean"}
+        assert set(summary["uhml"]) == {"cosine", "poincare"}
+        for by_metric in summary.values():
+            for cells in by_metric.values():
+                assert all(math.isfinite(cells[str(k)]["mean"]) and 0 <= cells[str(k)]["mean"] <= 100
+                           for k in written["ks"])
+    assert set(written["raw_pixels_percent"]) == {"cosine"}
+    assert {(c["start"], c["metric"], c["comparison"]) for c in written["targets"]} == {
+        (s, m, o) for s in ("self_supervised", "random_init") for m in ("cosine", "poincare")
+        for o in ("untrained", "flat_kmeans", "euclidean")} | {
+        ("self_supervised", m, "uhml_from_random_init") for m in ("cosine", "poincare")}
+    runs = written["runs"]
+    assert [(r["start"], r["method"]) for r in runs] == [
+        (s, m) for s in ("self_supervised", "random_init") for m in ("uhml", "flat_kmeans", "euclidean")]
+    assert all(r["global_steps"] == 1 and r["batchnorm"] == "frozen" for r in runs)
+    for start in ("self_supervised", "random_init"):  # one network per start, different between the starts
+        assert len({r["initial_state_sha256"] for r in runs if r["start"] == start}) == 1
+    assert runs[0]["initial_state_sha256"] != runs[-1]["initial_state_sha256"]
+    flat = next(r for r in runs if r["method"] == "flat_kmeans")
     assert all("clusters_level1" not in h for h in flat["reclustering"])  # one level only
+    ablation = written["ablation"]
+    assert list(ablation["recall"]) == ["uhml", "untrained", *uhml_retrieval.ABLATIONS]
+    # the ablation's own reference run starts from the main runs' network (the same checkpoint here)
+    assert ablation["initial_state_sha256"] == runs[0]["initial_state_sha256"]
     assert plot.stat().st_size > 0
-    assert not list((tmp_path / "runs").rglob("*.ckpt"))  # checkpoints removed
+    assert not list((tmp_path / "runs").rglob("*.ckpt"))  # checkpoints removed, the pretrained one included
     printed = capsys.readouterr().out
-    assert "| method | distance | R@1" in printed and "target [poincare]" in printed
-    assert result["summary_percent"] == summary
-    # --reuse takes the finished runs' recall.json instead of training again
+    assert "| start | method | distance | R@1" in printed and "target [MoCo-v2 start, poincare]" in printed
+    assert "| paper_lr_1e-5 |" in printed and "| batchnorm_trained |" in printed
+    assert result["summary_percent"] == summaries
+    # --reuse takes the finished runs' recall.json instead of training again (no pretraining either)
     again = uhml_retrieval.main([*argv, "--reuse", "--out", str(tmp_path / "again.json")])
-    assert again["summary_percent"] == summary
-    assert "reusing" in capsys.readouterr().out
+    assert again["summary_percent"] == summaries
+    reused = capsys.readouterr().out
+    assert "reusing" in reused and "self-supervised start, MoCo-v2" not in reused
+
+
+def test_the_self_supervised_start_is_this_projects_moco_on_the_training_half(tmp_path):
+    from hcl_plugin.lightly.training import build_parser
+    from hcl_plugin.lightly.models import MoCoHCL
+
+    args = uhml_retrieval.build_parser().parse_args(["--pretrain-steps", "300", "--pretrain-batch-size", "64"])
+    argv = uhml_retrieval.pretrain_argv(args, tmp_path, 3, tmp_path / "out")
+    parsed = build_parser(MoCoHCL).parse_args(argv)
+    assert parsed.lambda_hyp == 0 and parsed.seed == 3 and parsed.max_steps == 300
+    assert parsed.momentum == pytest.approx(0.98) and parsed.warmup_steps == 20 and parsed.lr == pytest.approx(0.03)
+    assert parsed.image_size == args.image_size and parsed.stem == "imagenet"
+
+
+def test_image_pretraining_refuses_a_hyperbolic_term_and_a_missing_folder(tmp_path):
+    from hcl_plugin.lightly.image_pretraining import pretrain_on_images
+
+    with pytest.raises(SystemExit, match="needs --data"):
+        pretrain_on_images(["--lambda-hyp", "0", "--out", str(tmp_path)])
+    with pytest.raises(SystemExit, match="--lambda-hyp must be 0"):
+        pretrain_on_images(["--data", str(tmp_path), "--lambda-hyp", "0.1", "--out", str(tmp_path)])
+
+
+def test_image_pretraining_command_line_help():
+    import subprocess
+
+    done = subprocess.run([sys.executable, "-m", "hcl_plugin.lightly.image_pretraining", "--help"], cwd=ROOT,
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "MoCo-v2 (this project's, λ = 0) on whole images" in done.stdout and "--data" in done.stdout

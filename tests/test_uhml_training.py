@@ -324,3 +324,45 @@ def test_recluster_callback_with_thresholds(gen, tmp_path):
     (record,) = callback.history
     assert record["clusters_level1"] == 1 and record["clusters_level0"] >= record["clusters_level1"]
     assert callback.labels.shape == (2, 60)
+
+
+def _bn_statistics(module: nn.Module) -> dict:
+    return {k: v.clone() for k, v in module.state_dict().items()
+            if k.endswith(("running_mean", "running_var", "num_batches_tracked"))}
+
+
+def test_batchnorm_is_frozen_by_default_so_clustering_and_loss_see_one_state(gen):
+    """As the released code (freeze_BN): a training step changes no running statistic, and the features
+    the re-clustering embeds in eval mode equal the ones the loss sees in training mode; --train-bn trains them."""
+    from hcl_plugin.lightly.uhml_model import UHML
+
+    module = UHML(backbone="resnet18", dim=16, c=1.0).train()
+    assert module.training and not module.hparams.train_bn
+    assert all(not m.training for m in module.embedding.backbone.modules() if isinstance(m, nn.BatchNorm2d))
+    module.set_pseudo_labels(torch.tensor([[0, 0, 1, 1], [0, 0, 0, 0]]))
+    images = torch.rand(4, 3, 32, 32, generator=gen)
+    before = _bn_statistics(module)
+    loss = module.training_step((images, torch.zeros(4), torch.arange(4)), 0)
+    loss.backward()
+    torch.optim.SGD(module.parameters(), lr=0.01).step()
+    assert all(torch.equal(before[k], v) for k, v in _bn_statistics(module).items())
+    with torch.no_grad():
+        train_mode = module(images)
+        eval_mode = module.eval()(images)
+    assert torch.equal(train_mode, eval_mode)
+
+    trained_bn = UHML(backbone="resnet18", dim=16, c=1.0, train_bn=True).train()
+    before = _bn_statistics(trained_bn)
+    trained_bn(images)
+    assert not all(torch.equal(before[k], v) for k, v in _bn_statistics(trained_bn).items())
+
+
+def test_crop_scale_is_an_option_and_bad_values_are_refused():
+    from hcl_plugin.lightly.uhml_training import DEFAULT_CROP_SCALE, transforms
+
+    train, _ = transforms(32, (0.16, 1.0))
+    assert train.transforms[0].scale == (0.16, 1.0)
+    assert transforms(32)[0].transforms[0].scale == DEFAULT_CROP_SCALE
+    for bad in ((0.0, 1.0), (0.8, 0.5), (0.5, 1.5)):
+        with pytest.raises(ValueError, match="crop_scale"):
+            transforms(32, bad)

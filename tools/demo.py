@@ -37,12 +37,9 @@ import sys
 from pathlib import Path
 from typing import Dict, List
 
-import torch
-
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # run from a checkout without installing
 
-from hcl_plugin.checkpoints import safe_load  # noqa: E402
 from hcl_plugin.lightly.data import ensure_embedded_dataset  # noqa: E402
 from hcl_plugin.lightly.models import MoCoHCL  # noqa: E402
 from hcl_plugin.lightly.recipes import RELEASED_HCL_FLAGS, comparison_protocol_flags  # noqa: E402
@@ -74,16 +71,6 @@ def train(args: argparse.Namespace, out: Path) -> Path:
     ])
     shutil.copyfile(run_dir / "final.ckpt", final)
     return final
-
-
-def random_init_checkpoint(trained: Path, out: Path) -> Path:
-    """The same architecture and hyper-parameters, untrained: the control."""
-    checkpoint = safe_load(trained, map_location="cpu")
-    torch.manual_seed(0)
-    model = MoCoHCL(**dict(checkpoint["hyper_parameters"]))
-    path = out / "random_init.ckpt"
-    torch.save({"state_dict": model.state_dict(), "hyper_parameters": dict(checkpoint["hyper_parameters"])}, path)
-    return path
 
 
 def loss_curve(train_dir: Path, out: Path) -> List[Dict[str, float]]:
@@ -137,7 +124,7 @@ def main(argv=None) -> None:
     args = parser.parse_args(argv)
     if args.steps < 7:
         parser.error(f"--steps must be >= 7 (the momentum is matched to the step budget as 1 - 6/steps), got {args.steps}")
-    from hcl_plugin.eval.compare import compare_models
+    from hcl_plugin.eval.compare import compare_models, random_init_like
 
     entries = sorted(p.name for p in args.out.iterdir()) if args.out.is_dir() else []
     if entries and not recorded_outputs(args.out, PRODUCER) and not args.overwrite:
@@ -149,7 +136,7 @@ def main(argv=None) -> None:
     record_outputs(args.out, PRODUCER, ["final.ckpt", "train"])
     rows = loss_curve(args.out / "train", args.out)
     # the comparison folder is this demo's own output: replaced on every run
-    comparison = compare_models({"hcl": str(trained), "random_init": str(random_init_checkpoint(trained, args.out))},
+    comparison = compare_models({"hcl": str(trained), "random_init": random_init_like(trained)},
                                 args.data, args.out / "compare", hyperbolic_source="projection_head", overwrite=True)
     results = comparison["models"]
     steps = int(rows[-1]["step"]) + 1 if rows else None

@@ -278,20 +278,23 @@ def sgd_with_cosine(module: pl.LightningModule, lr: float, weight_decay: float, 
 
 
 def fit(module: pl.LightningModule, args: argparse.Namespace, callbacks: Optional[List[pl.Callback]] = None,
-        seed: bool = True) -> pl.Trainer:
+        seed: bool = True, loader: Optional[DataLoader] = None) -> pl.Trainer:
     """Train, resuming from ``args.resume`` if given, and write ``OUT/final.ckpt``; then print where the
     outputs are and the analysis command to run next (on global rank 0).
 
     ``seed=False`` when the caller already seeded (:func:`train` seeds once, before building the model).
+    ``loader``: the training batches (default: the scene set of ``--data``, :func:`build_dataloader`); a
+    caller that passes its own data prints its own next steps (the scene analysis is not printed).
     """
     if seed:
         pl.seed_everything(args.seed, workers=True)
-    loader = build_dataloader(args)
+    own_data = loader is not None
+    loader = loader if own_data else build_dataloader(args)
     trainer = build_trainer(args, [FallbackReport()] + list(callbacks or []))
     trainer.fit(module, loader, ckpt_path=str(args.resume) if args.resume else None)
     final = args.out / "final.ckpt"
     trainer.save_checkpoint(final)
-    if trainer.is_global_zero:
+    if trainer.is_global_zero and not own_data:
         print(next_steps(args, trainer), file=sys.stderr)
     return trainer
 

@@ -68,6 +68,9 @@ class UHML(pl.LightningModule):
         weight_decay: Adam weight decay (paper: 5e-4).
         image_size: training crop side (recorded in the hyper-parameters).
         initial_weights: the weights file of an earlier build (set from ``weights``; kept by checkpoints).
+        train_bn: train the backbone's BatchNorm statistics; default ``False``: frozen, as the released
+            code (:class:`~hcl_plugin.uhml.UHMLEmbedding`'s ``train_bn``), so the re-clustering features and
+            the features the loss sees come from the same BatchNorm state.
     """
 
     def __init__(
@@ -85,6 +88,7 @@ class UHML(pl.LightningModule):
         weight_decay: float = 5e-4,
         image_size: int = 32,
         initial_weights: Optional[str] = None,
+        train_bn: bool = False,
     ) -> None:
         super().__init__()
         # ``weights`` is read once here; the checkpoint records the file as ``initial_weights`` (metadata),
@@ -93,7 +97,7 @@ class UHML(pl.LightningModule):
         if weights is not None:
             self.hparams.initial_weights = str(weights)
         self.embedding = UHMLEmbedding(backbone, dim=dim, c=c, clip_r=clip_r, feature_scale=feature_scale,
-                                       learn_scale=learn_scale, weights=weights)
+                                       learn_scale=learn_scale, weights=weights, train_bn=train_bn)
         self.criterion = HierarchicalLogRatioLoss(omega=omega, distance=distance, c=c)
         self.pseudo_labels: Optional[Tensor] = None
 

@@ -31,6 +31,7 @@ Needs ``pytorch_lightning``, ``torchvision`` and ``scipy``/``scikit-learn`` for 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import time
@@ -53,6 +54,7 @@ from hcl_plugin.uhml.embedding import BACKBONES
 from hcl_plugin.uhml.recluster import embed_dataset
 
 __all__ = [
+    "DEFAULT_CROP_SCALE",
     "DESCRIPTION",
     "IMAGENET_MEAN",
     "IMAGENET_STD",
@@ -63,6 +65,7 @@ __all__ = [
     "evaluate",
     "plot_recall",
     "recall_table",
+    "state_digest",
     "train_uhml",
     "transforms",
 ]
@@ -96,14 +99,26 @@ class IndexedImages(Dataset):
         return image, label, index
 
 
-def transforms(image_size: int) -> Tuple[Callable[[Any], Tensor], Callable[[Any], Tensor]]:
-    """(training, evaluation) transforms, UHML's protocol: random resized crop (scale 0.5-1) + horizontal
-    flip; resize to ``round(image_size * 256 / 224)`` + centre crop. Both normalise with ImageNet's
-    mean and std."""
+#: RandomResizedCrop's scale range of the training crops (the released code: 0.16-1, see :func:`transforms`).
+DEFAULT_CROP_SCALE = (0.5, 1.0)
+
+
+def transforms(image_size: int, crop_scale: Sequence[float] = DEFAULT_CROP_SCALE
+               ) -> Tuple[Callable[[Any], Tensor], Callable[[Any], Tensor]]:
+    """(training, evaluation) transforms: random resized crop (area ``crop_scale``, default 0.5-1; the
+    released UHML code: resize 256 + RandomResizedCrop(224, scale 0.16-1)) + horizontal flip; resize to
+    ``round(image_size * 256 / 224)`` + centre crop. Both normalise with ImageNet's mean and std.
+
+    Raises:
+        ValueError: ``crop_scale`` is not two numbers with 0 < min <= max <= 1.
+    """
     from torchvision import transforms as T
 
+    low, high = (float(v) for v in crop_scale)
+    if not 0.0 < low <= high <= 1.0:
+        raise ValueError(f"crop_scale must be (min, max) with 0 < min <= max <= 1, got {tuple(crop_scale)}")
     normalize = T.Normalize(IMAGENET_MEAN, IMAGENET_STD)
-    train = T.Compose([T.RandomResizedCrop(image_size, scale=(0.5, 1.0), antialias=True), T.RandomHorizontalFlip(),
+    train = T.Compose([T.RandomResizedCrop(image_size, scale=(low, high), antialias=True), T.RandomHorizontalFlip(),
                        T.ToTensor(), normalize])
     test = T.Compose([T.Resize(round(image_size * 256 / 224), antialias=True), T.CenterCrop(image_size), T.ToTensor(),
                       normalize])
@@ -116,6 +131,7 @@ def build_datasets(
     image_size: int = 32,
     embedded_dir: PathLike = DEFAULT_EMBEDDED_RETRIEVAL_DIR,
     embedded_per_class: int = 200,
+    crop_scale: Sequence[float] = DEFAULT_CROP_SCALE,
 ) -> Tuple[IndexedImages, IndexedImages, RetrievalImageFolder, Path]:
     """(training set with augmentation, training set for clustering, held-out set, data root).
 
@@ -124,6 +140,7 @@ def build_datasets(
             Animal-MNIST retrieval set, written to ``embedded_dir`` with ``embedded_per_class`` images per class.
         layout: ``"auto"`` (:func:`hcl_plugin.uhml.detect_layout`), ``"class"`` or ``"superclass/class"``.
         image_size: crop side of both transforms (:func:`transforms`).
+        crop_scale: area range of the training crops (:func:`transforms`).
     Raises:
         ValueError: the held-out half has fewer than 2 images.
     """
@@ -132,7 +149,7 @@ def build_datasets(
         root = ensure_embedded_retrieval_set(embedded_dir, per_class=embedded_per_class)
     root = Path(root)
     layout = detect_layout(root) if layout == "auto" else layout
-    train_tf, test_tf = transforms(image_size)
+    train_tf, test_tf = transforms(image_size, crop_scale)
     train = RetrievalImageFolder(root, layout=layout, split="train", transform=train_tf)
     train_plain = RetrievalImageFolder(root, layout=layout, split="train", transform=test_tf)
     test = RetrievalImageFolder(root, layout=layout, split="test", transform=test_tf)
@@ -142,6 +159,17 @@ def build_datasets(
 
 
 # ---------------------------------------------------------------------------- evaluation
+
+
+def state_digest(module: torch.nn.Module) -> str:
+    """SHA-256 of a module's ``state_dict`` (parameters and buffers, BatchNorm statistics included, in key
+    order): two runs with equal digests start from the same weights and the same BatchNorm state."""
+    digest = hashlib.sha256()
+    for key, value in module.state_dict().items():
+        digest.update(key.encode())
+        if isinstance(value, Tensor):
+            digest.update(value.detach().cpu().contiguous().numpy().tobytes())
+    return digest.hexdigest()
 
 
 def evaluate(module: UHML, dataset: RetrievalImageFolder, ks: Sequence[int], batch_size: int, num_workers: int,
@@ -212,6 +240,8 @@ def build_parser(description: Optional[str] = DESCRIPTION) -> argparse.ArgumentP
                       help="where the embedded set is written when --data is not given")
     data.add_argument("--embedded-per-class", type=int, default=200, help="images per Animal-MNIST class (max 1000)")
     data.add_argument("--image-size", type=int, default=32, help="training crop side (paper: 227 / 224)")
+    data.add_argument("--crop-scale", type=float, nargs=2, default=list(DEFAULT_CROP_SCALE), metavar=("MIN", "MAX"),
+                      help="area range of the training crops (the released code: 0.16 1)")
     data.add_argument("--num-workers", type=int, default=2, help="DataLoader worker processes decoding images")
     model = parser.add_argument_group("model")
     model.add_argument("--backbone", default="resnet18", choices=list(BACKBONES), help="torchvision ResNet")
@@ -224,6 +254,9 @@ def build_parser(description: Optional[str] = DESCRIPTION) -> argparse.ArgumentP
     model.add_argument("--feature-scale", type=float, default=None,
                        help="initial scale of the linear output (default 1/sqrt(dim), learned)")
     model.add_argument("--fixed-scale", action="store_true", help="do not learn the feature scale")
+    model.add_argument("--train-bn", action="store_true",
+                       help="update the backbone's BatchNorm statistics while training (default: frozen, as the "
+                            "released code's freeze_BN; clustering, loss and evaluation then share one BN state)")
     uhml = parser.add_argument_group("UHML")
     levels = uhml.add_mutually_exclusive_group()
     levels.add_argument("--levels", type=int, nargs="+", default=None,
@@ -278,7 +311,7 @@ def train_uhml(argv: Optional[Sequence[str]] = None, description: Optional[str] 
                          f"{args.levels}, --thresholds {args.thresholds})")
     pl.seed_everything(args.seed, workers=True)
     train, train_plain, test, root = build_datasets(args.data, args.layout, args.image_size, args.embedded_dir,
-                                                    args.embedded_per_class)
+                                                    args.embedded_per_class, args.crop_scale)
     if args.levels is not None and args.levels[0] > len(train):
         raise SystemExit(f"--levels {args.levels}: the finest level asks for more clusters than the "
                          f"{len(train)} training images")
@@ -287,7 +320,9 @@ def train_uhml(argv: Optional[Sequence[str]] = None, description: Optional[str] 
                   clip_r=args.clip_r if args.clip_r and args.clip_r > 0 else None,
                   feature_scale=args.feature_scale, learn_scale=not args.fixed_scale,
                   weights=None if args.weights is None else str(args.weights), omega=args.omega,
-                  distance=args.distance, lr=args.lr, weight_decay=args.weight_decay, image_size=args.image_size)
+                  distance=args.distance, lr=args.lr, weight_decay=args.weight_decay, image_size=args.image_size,
+                  train_bn=args.train_bn)
+    initial_state = state_digest(module)
     sampler = BalancedBatchSampler([0] * len(train), args.batch_classes, args.batch_instances,
                                    num_batches=args.batches_per_epoch, seed=args.seed)
     # the main process draws the batches from the sampler, so persistent workers are fine after re-clustering
@@ -325,6 +360,8 @@ def train_uhml(argv: Optional[Sequence[str]] = None, description: Optional[str] 
         "epochs_run": trainer.current_epoch,
         "global_steps": trainer.global_step,
         "train_seconds": train_seconds,
+        "initial_state_sha256": initial_state,
+        "batchnorm": "trained" if args.train_bn else "frozen",
         "reclustering": recluster.history,
         "args": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
     }

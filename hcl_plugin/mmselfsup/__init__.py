@@ -13,7 +13,7 @@ Registered in MMSelfSup's registries (``default_scope='mmselfsup'``):
   proposals / OpenImages CSV) and UHML's ``UHMLImageFolder`` (a retrieval image tree, class halves);
 - ``TRANSFORMS`` (:mod:`~hcl_plugin.mmselfsup.transforms`): ``SampleSceneObjectBoxes``, ``SceneObjectMultiView``;
 - ``DATA_SAMPLERS`` (:mod:`~hcl_plugin.mmselfsup.samplers`): UHML's ``UHMLBalancedBatchSampler``;
-- ``HOOKS`` (:mod:`~hcl_plugin.mmselfsup.hooks`): ``HCLLambdaWarmupHook`` and UHML's ``UHMLReclusterHook``.
+- ``HOOKS`` (:mod:`~hcl_plugin.mmselfsup.hooks`): ``HCLLambdaWarmupHook``, ``CosineKeyMomentumHook`` and UHML's ``UHMLReclusterHook``.
 
 UHML (docs/uhml_mmengine.md) is built on the framework-free :mod:`hcl_plugin.uhml`; the old module
 ``hcl_plugin.mmselfsup.uhml`` is a deprecated alias, kept for one release.
@@ -29,7 +29,7 @@ from hcl_plugin.mmselfsup import compat, eval_adapter
 from hcl_plugin.mmselfsup.algorithms import HCLDenseCL, HCLMoCoV2
 from hcl_plugin.mmselfsup.datasets import SceneBoxDataset, UHMLImageFolder
 from hcl_plugin.mmselfsup.heads import HyperbolicContrastiveHead
-from hcl_plugin.mmselfsup.hooks import HCLLambdaWarmupHook, UHMLReclusterHook
+from hcl_plugin.mmselfsup.hooks import CosineKeyMomentumHook, HCLLambdaWarmupHook, UHMLReclusterHook
 from hcl_plugin.mmselfsup.necks import BallMapNeck, PoincareNeck
 from hcl_plugin.mmselfsup.samplers import UHMLBalancedBatchSampler
 from hcl_plugin.mmselfsup.transforms import SampleSceneObjectBoxes, SceneObjectMultiView
@@ -49,6 +49,7 @@ __all__ = [
     "SampleSceneObjectBoxes",
     "SceneObjectMultiView",
     "HCLLambdaWarmupHook",
+    "CosineKeyMomentumHook",
     "UHML",
     "UHMLNeck",
     "UHMLImageFolder",

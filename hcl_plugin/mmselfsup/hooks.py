@@ -1,4 +1,5 @@
-"""Hooks registered in MMSelfSup's ``HOOKS``: ``HCLLambdaWarmupHook`` (HCL) and ``UHMLReclusterHook`` (UHML).
+"""Hooks registered in MMSelfSup's ``HOOKS``: ``HCLLambdaWarmupHook`` (HCL), ``CosineKeyMomentumHook`` (the
+momentum encoders of MoCo-v2 / DenseCL and their HCL algorithms) and ``UHMLReclusterHook`` (UHML).
 
 ``HCLLambdaWarmupHook`` ramps the hyperbolic loss weight λ:
 
@@ -35,6 +36,7 @@ log.
 from __future__ import annotations
 
 import copy
+import math
 from typing import Any, Dict, List, Optional, Sequence
 
 import numpy as np
@@ -43,6 +45,8 @@ from mmengine.dataset import BaseDataset, default_collate
 from mmengine.dist import broadcast_object_list, get_rank, get_world_size
 from mmengine.hooks import Hook
 from mmengine.logging import print_log
+from mmengine.model import ExponentialMovingAverage
+from mmselfsup.models.utils import CosineEMA
 from mmselfsup.registry import DATASETS, HOOKS
 from mmselfsup.utils import get_model
 from torch import Tensor, nn
@@ -53,7 +57,7 @@ from hcl_plugin.uhml.batch_sampler import BalancedBatchSampler
 from hcl_plugin.uhml.recluster import ReclusterResult, check_clustering, embed_batches
 from hcl_plugin.utils.distributed import compute_on_rank0
 
-__all__ = ["HCLLambdaWarmupHook", "UHMLReclusterHook", "embed_with_model", "hyp_lambda_at"]
+__all__ = ["CosineKeyMomentumHook", "HCLLambdaWarmupHook", "UHMLReclusterHook", "cosine_key_momentum", "embed_with_model", "hyp_lambda_at"]
 
 
 def hyp_lambda_at(iteration: int, target: float, start_iters: int, warmup_iters: int) -> float:
@@ -105,6 +109,66 @@ class HCLLambdaWarmupHook(Hook):
         model = get_model(runner.model)
         setattr(model, self._attribute(model) or "lambda_hyp", value)
         runner.message_hub.update_scalar("train/hyp_lambda", value)
+
+
+def cosine_key_momentum(iteration: int, max_iters: int, start_momentum: float) -> float:
+    """The key encoder's momentum at ``iteration`` on the cosine schedule towards 1 (BYOL, MoCo-v3):
+
+    .. math:: m_t = 1 - (1 - m_0)\\,\\frac{\\cos(\\pi t / (T - 1)) + 1}{2}
+
+    ``m_0 = start_momentum`` (MoCo's convention: the fraction of the key encoder kept per step), ``T =
+    max_iters``; ``m_{T-1} = 1``. The same schedule as the Lightly examples' ``--momentum-schedule cosine``
+    (Lightly's ``cosine_schedule``).
+    """
+    if max_iters <= 1:
+        return float(start_momentum)
+    t = min(max(int(iteration), 0), max_iters - 1)
+    return 1.0 - (1.0 - start_momentum) * (math.cos(math.pi * t / (max_iters - 1)) + 1.0) / 2.0
+
+
+@HOOKS.register_module()
+class CosineKeyMomentumHook(Hook):
+    """Anneals the momentum of every momentum (EMA) encoder of the model towards 1 on a cosine schedule.
+
+    MMSelfSup's MoCo-v2 and DenseCL keep a constant momentum ``m`` (``model.momentum``, 0.999). Over a
+    few hundred iterations a constant 0.999 leaves most of the key encoder at its initialisation
+    (0.999^300 = 0.74); the schedule of BYOL / MoCo-v3 (:func:`cosine_key_momentum`) sums to
+    ``(1 - m_0) T / 2`` updates, so ``m_0 = 1 - 6/T`` leaves about e^-3 = 5 % of it. ``m_0`` is the
+    model's own ``momentum``: the hook reads each ``mmengine.model.ExponentialMovingAverage`` of the
+    model at the start of training (``ema.momentum = 1 - m_0`` in MMEngine's convention; the HCL
+    algorithms' momentum copy of the hyperbolic neck included) and sets ``ema.momentum = 1 - m_t``
+    before every iteration. It depends only on ``runner.iter`` and the config, so a resumed run
+    continues it exactly. Logged as ``train/key_momentum``.
+    """
+
+    priority = "NORMAL"
+
+    def __init__(self) -> None:
+        self.start: Dict[str, float] = {}
+
+    @staticmethod
+    def _momentum_encoders(model: nn.Module) -> Dict[str, ExponentialMovingAverage]:
+        """Every plain ``ExponentialMovingAverage`` of ``model`` by name (MMSelfSup's ``CosineEMA`` has its own schedule)."""
+        return {name: module for name, module in model.named_modules()
+                if isinstance(module, ExponentialMovingAverage) and not isinstance(module, CosineEMA)}
+
+    def before_train(self, runner) -> None:
+        model = get_model(runner.model)
+        encoders = self._momentum_encoders(model)
+        if not encoders:
+            raise AttributeError(f"CosineKeyMomentumHook needs a model with a momentum encoder "
+                                 f"(mmengine ExponentialMovingAverage: MoCo, DenseCL, HCLMoCoV2, HCLDenseCL); "
+                                 f"got {type(model).__name__}")
+        self.start = {name: 1.0 - float(ema.momentum) for name, ema in encoders.items()}
+
+    def before_train_iter(self, runner, batch_idx: int, data_batch: Optional[Sequence[dict]] = None) -> None:
+        encoders = self._momentum_encoders(get_model(runner.model))
+        value = None
+        for name, start in self.start.items():
+            value = cosine_key_momentum(runner.iter, runner.max_iters, start)
+            encoders[name].momentum = 1.0 - value
+        if value is not None:
+            runner.message_hub.update_scalar("train/key_momentum", value)
 
 
 # ----------------------------------------------------------------------------------------------- UHML

@@ -195,6 +195,11 @@ class UHMLEmbedding(LinearBallProjection):
         feature_scale: initial value of the scale of the linear output (> 0); ``None``: :math:`1/\sqrt{D}`.
         learn_scale: learn the scale (else it is a fixed buffer).
         weights: optional local weights file for the backbone (see the module docstring).
+        train_bn: let the backbone's BatchNorm layers update their running statistics in training mode.
+            Default ``False``, as the released UHML code (``freeze_BN``): every BatchNorm layer of the
+            backbone stays in eval mode whatever :meth:`train` is called with, so training, the
+            re-clustering embeddings and the evaluation all normalise with the same (initial or
+            pretrained) statistics; the affine weights are still trained (MMCV's ``norm_eval``).
 
     Attributes:
         backbone, linear: the torchvision ResNet and the ``nn.Linear(width, dim)``.
@@ -222,11 +227,24 @@ class UHMLEmbedding(LinearBallProjection):
         feature_scale: Optional[float] = None,
         learn_scale: bool = True,
         weights: Optional[PathLike] = None,
+        train_bn: bool = False,
     ) -> None:
         network, width = _build_resnet(backbone)
         super().__init__(width, dim, c=c, clip_r=clip_r, feature_scale=feature_scale, learn_scale=learn_scale)
         self.backbone = network
+        self.train_bn = bool(train_bn)
         self.weights_format = None if weights is None else load_backbone_strict(self.backbone, weights)
+        self.train(self.training)
+
+    def train(self, mode: bool = True) -> "UHMLEmbedding":
+        """``nn.Module.train``, then, unless ``train_bn``, every BatchNorm layer of the backbone back in eval
+        mode (frozen running statistics, as the released code's ``freeze_BN``)."""
+        super().train(mode)
+        if not getattr(self, "train_bn", True):
+            for module in self.backbone.modules():
+                if isinstance(module, nn.modules.batchnorm._BatchNorm):
+                    module.eval()
+        return self
 
     def euclidean(self, images: Tensor) -> Tensor:
         """Backbone, then the linear layer: :meth:`to_tangent` and :meth:`forward` take (B, 3, H, W) images

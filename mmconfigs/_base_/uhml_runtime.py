@@ -13,8 +13,10 @@ model = dict(
         mean=(123.675, 116.28, 103.53),
         std=(58.395, 57.12, 57.375),
         bgr_to_rgb=True),
+    # norm_eval=True: BatchNorm statistics frozen (eval mode while training), as the released code's freeze_BN,
+    # so the re-clustering features and the features the loss sees share one BN state; False trains them
     backbone=dict(type='ResNet', depth=50, in_channels=3, out_indices=[4], norm_cfg=dict(type='BN'),
-                  zero_init_residual=False),
+                  norm_eval=True, zero_init_residual=False),
     neck=dict(type='UHMLNeck', in_channels=2048, out_channels=128, c=1.0, clip_r=2.3, feature_scale=None,
               learn_scale=True))
 

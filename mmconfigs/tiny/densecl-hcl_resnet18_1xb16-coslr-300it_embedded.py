@@ -1,5 +1,5 @@
 # Tiny DenseCL + HCL on the embedded Animal-MNIST scenes: ResNet-18, 64 px views, batch 16, queues of
-# 4096, 300 iterations on a CPU in minutes. Build the data once: python -m hcl_plugin.data.embedded.scenes --out data/embedded
+# 256 (the small-scale recipe, docs/recipe.md), 300 iterations on a CPU in minutes. Build the data once: python -m hcl_plugin.data.embedded.scenes --out data/embedded
 #   python tools/train.py mmconfigs/tiny/densecl-hcl_resnet18_1xb16-coslr-300it_embedded.py
 #   tools/dist_train.sh mmconfigs/tiny/densecl-hcl_resnet18_1xb16-coslr-300it_embedded.py 2         # 2 CPU processes, gloo
 _base_ = [
@@ -10,7 +10,7 @@ _base_ = [
 find_unused_parameters = True  # as MMSelfSup's DenseCL config
 # ResNet-18: 512 channels in the last stage; the hyperbolic queue is as long as queue_len
 model = dict(
-    queue_len=4096,
+    queue_len=256, momentum=0.98,
     backbone=dict(depth=18),
     neck=dict(in_channels=512, hid_channels=512),
     hyp_neck=dict(in_channels=512, hid_channels=512))

@@ -5,5 +5,5 @@ _base_ = [
     '../_base_/schedules/sgd_coslr-300it.py',
 ]
 find_unused_parameters = True  # as MMSelfSup's DenseCL config
-model = dict(queue_len=4096, backbone=dict(depth=18), neck=dict(in_channels=512, hid_channels=512))
+model = dict(queue_len=256, momentum=0.98, backbone=dict(depth=18), neck=dict(in_channels=512, hid_channels=512))
 train_dataloader = dict(dataset=dict(pipeline=_base_.baseline_pipeline))
