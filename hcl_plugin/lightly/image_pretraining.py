@@ -15,8 +15,8 @@ UHML's paper starts from ImageNet weights; this is the unsupervised stand-in the
 uses (its "self-supervised start"): pretrain on the training half's images, then pass the checkpoint to
 ``lightly_examples/uhml.py --weights`` (its ``backbone.*`` entries are the torchvision ResNet).
 
-    python -m hcl_plugin.lightly.image_pretraining --data data/clipart_retrieval --out outputs/moco_images \
-        --image-size 32 --max-steps 300 --epochs 1000
+    python -m hcl_plugin.lightly.image_pretraining --data CUB_200_2011/images --out outputs/moco_images \
+        --image-size 32 --max-steps 300 --epochs 1000    # then: lightly_examples/uhml.py --weights outputs/moco_images/final.ckpt
 """
 
 from __future__ import annotations
