@@ -58,7 +58,6 @@ LAMBDAS = {"hcl": 0.1, "baseline": 0.0}
 METRICS = ("norm_spearman", "norm_spearman_labels", "norm_spearman_euclidean", "norm_pearson", "ooc_auroc",
            "ooc_auroc_scene", "ooc_ap", "linear_top1", "multilabel_map", "knn_top1")
 PLOTTED = ("norm_spearman", "ooc_auroc", "linear_top1", "multilabel_map", "knn_top1")
-#: HCL as released (docs/hcl_options.md): the Euclidean head's raw output mapped onto the ball
 #: one-seed ablation: name -> the HCL run's model flags instead of RELEASED_HCL_FLAGS
 ABLATIONS = {
     "separate_head": [],  # the project's default: PoincareProjectionHead, learnt feature scale, no rescale

@@ -56,7 +56,7 @@ import shutil
 import sys
 import time
 from pathlib import Path
-from typing import Dict, List, Mapping, Optional, Sequence
+from typing import Dict, List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
@@ -409,7 +409,8 @@ def main(argv: Optional[List[str]] = None) -> Dict[str, object]:
 
 
 def run_or_reuse(args: argparse.Namespace, argv_run: List[str], out: Path, data: Path, seed: int,
-                 weights: Optional[Path], pretrain_out: Path, label: str, start: float) -> tuple:
+                 weights: Optional[Path], pretrain_out: Path, label: str, start: float
+                 ) -> Tuple[Dict[str, object], float]:
     """``(recall.json report, seconds)`` of one UHML run: reused with ``--reuse`` when its recorded arguments
     are identical, else trained (after pretraining the seed's self-supervised start if it is missing)."""
     run_start = time.perf_counter()

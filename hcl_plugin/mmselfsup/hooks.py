@@ -37,7 +37,7 @@ from __future__ import annotations
 
 import copy
 import math
-from typing import Any, Dict, List, Optional, Sequence
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
@@ -144,7 +144,8 @@ class CosineKeyMomentumHook(Hook):
     priority = "NORMAL"
 
     def __init__(self) -> None:
-        self.start: Dict[str, float] = {}
+        #: (encoder, its m_0) for every momentum encoder of the model, found once at the start of training
+        self.encoders: List[Tuple[ExponentialMovingAverage, float]] = []
 
     @staticmethod
     def _momentum_encoders(model: nn.Module) -> Dict[str, ExponentialMovingAverage]:
@@ -159,15 +160,12 @@ class CosineKeyMomentumHook(Hook):
             raise AttributeError(f"CosineKeyMomentumHook needs a model with a momentum encoder "
                                  f"(mmengine ExponentialMovingAverage: MoCo, DenseCL, HCLMoCoV2, HCLDenseCL); "
                                  f"got {type(model).__name__}")
-        self.start = {name: 1.0 - float(ema.momentum) for name, ema in encoders.items()}
+        self.encoders = [(ema, 1.0 - float(ema.momentum)) for ema in encoders.values()]
 
     def before_train_iter(self, runner, batch_idx: int, data_batch: Optional[Sequence[dict]] = None) -> None:
-        encoders = self._momentum_encoders(get_model(runner.model))
-        value = None
-        for name, start in self.start.items():
+        for ema, start in self.encoders:
             value = cosine_key_momentum(runner.iter, runner.max_iters, start)
-            encoders[name].momentum = 1.0 - value
-        if value is not None:
+            ema.momentum = 1.0 - value
             runner.message_hub.update_scalar("train/key_momentum", value)
 
 

@@ -240,7 +240,7 @@ class UHMLEmbedding(LinearBallProjection):
         """``nn.Module.train``, then, unless ``train_bn``, every BatchNorm layer of the backbone back in eval
         mode (frozen running statistics, as the released code's ``freeze_BN``)."""
         super().train(mode)
-        if not getattr(self, "train_bn", True):
+        if not self.train_bn:
             for module in self.backbone.modules():
                 if isinstance(module, nn.modules.batchnorm._BatchNorm):
                     module.eval()
