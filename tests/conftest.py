@@ -11,6 +11,21 @@ import torch
 warnings.filterwarnings("ignore", message=".*torch.jit.*")
 
 
+def _unformatted_config_text() -> None:
+    """MMEngine formats every config text it makes (``Config.pretty_text``: each ``dump``, each checkpoint's
+    meta, the Runner's log) with yapf, seconds per call for the HCL / ORL pipelines. The tests in this
+    process keep the unformatted text, which is the same Python; the tools the tests start as subprocesses
+    format as usual."""
+    try:
+        from mmengine.config import config as config_module
+    except ImportError:  # the mmselfsup extra is not installed: nothing to speed up
+        return
+    config_module.FormatCode = lambda text, style_config=None, **kwargs: (text, False)
+
+
+_unformatted_config_text()
+
+
 @pytest.fixture
 def gen(request) -> torch.Generator:
     """A generator with a fresh seed per test; set HCL_TEST_SEED to replay one."""

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import re
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -17,25 +16,12 @@ SCRIPTS = sorted(str(p.relative_to(ROOT)) for folder in ("tools", "lightly_examp
 #: Parsers not (yet) brought to the help-text rule; their --help must still exit 0.
 HELP_TEXT_EXEMPT: set = set()
 
-# Runs the script as __main__ with --help; every ArgumentParser that parses reports its options
-# without a help text (one JSON line) before argparse prints the help and exits.
-DRIVER = r"""
-import argparse, json, runpy, sys
-original = argparse.ArgumentParser.parse_known_args
-def parse_known_args(self, args=None, namespace=None):
-    missing = [a.option_strings[0] if a.option_strings else a.dest for a in self._actions
-               if not isinstance(a, argparse._HelpAction) and not a.help]
-    print("MISSING_HELP " + json.dumps(missing), file=sys.stderr)
-    return original(self, args, namespace)
-argparse.ArgumentParser.parse_known_args = parse_known_args
-sys.argv = [sys.argv[1], "--help"]
-sys.path.insert(0, sys.argv[0].rsplit("/", 2)[0] if "/" in sys.argv[0] else ".")
-runpy.run_path(sys.argv[0], run_name="__main__")
-"""
-
-
 def run_help(script: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-c", DRIVER, script], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    """``script --help``, from the one forked driver run of tests/cli_helpers.py."""
+    from tests.cli_helpers import all_help_targets, help_results
+
+    result = help_results(all_help_targets())[script]
+    return subprocess.CompletedProcess([script, "--help"], result["returncode"], result["stdout"], result["stderr"])
 
 
 @pytest.mark.slow
@@ -78,8 +64,7 @@ def test_old_precision_spellings_still_work_with_a_deprecation_message():
 
 
 def test_analyze_help_examples_use_paths_the_tools_write():
-    result = subprocess.run([sys.executable, "tools/analyze.py", "--help"], cwd=ROOT, capture_output=True, text=True,
-                            timeout=300)
+    result = run_help("tools/analyze.py")
     assert result.returncode == 0
     assert "outputs/lightly/final.ckpt" in result.stdout and "--data data/embedded" in result.stdout
     assert "data/scenes" not in result.stdout and "last.ckpt --data" not in result.stdout

@@ -46,7 +46,7 @@ def test_pretraining_configs_follow_the_openmmlab_pattern(path):
 
 def test_schedules_live_in_base_schedules_and_the_built_in_data_is_called_embedded():
     assert sorted(p.name for p in (MMCONFIGS / "_base_" / "schedules").glob("*.py")) == [
-        "sgd_coslr-200e.py", "sgd_coslr-300it.py"]
+        "sgd_coslr-200e.py", "sgd_coslr-300it.py", "sgd_coslr-800e.py"]
     current = [p for p in ALL if not is_deprecated_alias(p)]
     assert not [_rel(p) for p in current if "synthetic" in p.name]
     assert not [_rel(p) for p in current if "_base_/schedule_" in p.read_text()]

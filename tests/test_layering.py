@@ -10,7 +10,7 @@ import pytest
 
 PACKAGE = Path(__file__).resolve().parents[1] / "hcl_plugin"
 ADAPTERS = ("lightly", "mmselfsup", "mmdet", "mmengine_support")
-CORE = ("geometry", "losses", "modules", "data", "uhml", "checkpoints", "utils", "eval", "cluster")
+CORE = ("geometry", "losses", "modules", "data", "uhml", "checkpoints", "utils", "eval", "cluster", "orl")
 
 
 def module_name(path: Path) -> str:

@@ -67,8 +67,9 @@ def _build_pretraining_model(config: Path):
     import hcl_plugin.mmselfsup  # noqa: F401
 
     cfg = _load(config)
-    cfg.model.queue_len = 64
-    cfg.model.hyp_queue_len = 64
+    for key in ("queue_len", "hyp_queue_len"):  # BYOL / ORL have no MoCo queue
+        if key in cfg.model:
+            cfg.model[key] = 64
     register_all_modules(init_default_scope=False)
     with DefaultScope.overwrite_default_scope("mmselfsup"):
         return MODELS.build(cfg.model)
@@ -244,6 +245,34 @@ def test_extracted_hcl_r50_backbone_matches_the_coco_configs(hcl_r50, config):
         head = model.roi_head.shared_head.state_dict()
         assert torch.equal(head["layer4.0.conv1.weight"], state["layer4.0.conv1.weight"]), "res5 is pretrained too"
         assert torch.equal(model.backbone.state_dict()["layer3.5.conv3.weight"], state["layer3.5.conv3.weight"])
+
+
+ORL_CONFIGS = ["orl-stage1_resnet50_8xb64-coslr-800e_coco.py", "orl-stage3_resnet50_8xb64-coslr-800e_coco.py",
+               "orl-hcl-stage3_resnet50_8xb64-coslr-800e_coco.py"]
+
+
+def test_extracted_orl_r50_backbones_load_strictly_into_the_coco_configs(tmp_path):
+    """ORL's stage-1 (BYOL: stage 2 runs on it) and stage-3 backbones (ORL and ORL + HCL: transferred)."""
+    from hcl_plugin.mmdet import check_pretrained_keys
+    from hcl_plugin.mmselfsup.backbone_checkpoint import extract_backbone
+
+    backbone = tmp_path / "backbone.pth"  # rewritten for each pretraining config below
+    detectors = {}
+    for config in ("mask-rcnn_r50_fpn_1x_coco_hcl.py", "mask-rcnn_r50-c4_1x_coco_hcl.py"):
+        cfg = _with_checkpoint(_load(ROOT / "mmconfigs" / "mmdet" / config), backbone)
+        hook = [h for h in cfg.custom_hooks if h.type == "PretrainedKeysCheckHook"][0]
+        detectors[config] = (_build_detector(cfg), hook)
+    for pretraining in ORL_CONFIGS:
+        model = _build_pretraining_model(ROOT / "mmconfigs" / "orl" / pretraining)
+        full = _save_pretraining_checkpoint(model, tmp_path / f"{pretraining}.pth")
+        extracted = extract_backbone(str(full))
+        torch.save(extracted, backbone)
+        state = extracted["state_dict"]
+        assert torch.equal(state["conv1.weight"], model.backbone.state_dict()["conv1.weight"])
+        for config, (detector, hook) in detectors.items():
+            reports = check_pretrained_keys(detector, hook.modules, hook.get("ignore_missing", ()))
+            assert all(r.ok for r in reports.values()), (pretraining, config)
+            assert set(state) == set().union(*(r.matched for r in reports.values())), "every key of the file is used"
 
 
 # ------------------------------------------------------------------------------------------- bad input

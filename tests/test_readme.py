@@ -186,9 +186,9 @@ def python_targets() -> list:
 def test_python_command_answers_help(target):
     if target[1] == "tools/train.py":
         pytest.importorskip("mmselfsup", reason="tools/train.py needs the mmselfsup extra")
-    argv = ["-m", target[1]] if target[0] == "module" else [str(ROOT / target[1])]
-    result = subprocess.run([sys.executable, *argv, "--help"], cwd=ROOT, capture_output=True, text=True,
-                            timeout=180)
+    from tests.cli_helpers import all_help_targets, help_results
+
+    result = subprocess.CompletedProcess(target, **help_results(all_help_targets())[target[1]])
     assert result.returncode == 0, result.stderr[-2000:]
     assert "usage" in result.stdout.lower()
     if target[1] == "lightly_examples/moco_hcl.py":  # the flags the README lists for the Lightly examples

@@ -114,7 +114,7 @@ def test_fifty_thousand_items_fit_in_blocks(gen):
     n = 50_000
     x = expmap0(torch.randn(n, 32, generator=gen), 1.0)
     labels = torch.arange(n) % 500
-    for metric in ("cosine", "poincare"):
+    for metric in ("poincare",):  # the costlier metric; both share the block loop (tested at small n above)
         result = recall_at_k(x, labels, metric=metric, block_size=512)
         assert set(result) == {1, 2, 4, 8, 16, 32}
         assert all(0.0 <= r <= 1.0 for r in result.values())

@@ -289,9 +289,8 @@ def test_image_pretraining_refuses_a_hyperbolic_term_and_a_missing_folder(tmp_pa
 
 
 def test_image_pretraining_command_line_help():
-    import subprocess
+    from tests.cli_helpers import all_help_targets, help_results
 
-    done = subprocess.run([sys.executable, "-m", "hcl_plugin.lightly.image_pretraining", "--help"], cwd=ROOT,
-                          capture_output=True, text=True, timeout=300)
-    assert done.returncode == 0, done.stderr[-2000:]
-    assert "MoCo-v2 (this project's, λ = 0) on whole images" in done.stdout and "--data" in done.stdout
+    done = help_results(all_help_targets())["hcl_plugin.lightly.image_pretraining"]
+    assert done["returncode"] == 0, done["stderr"][-2000:]
+    assert "MoCo-v2 (this project's, λ = 0) on whole images" in done["stdout"] and "--data" in done["stdout"]

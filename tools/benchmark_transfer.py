@@ -7,6 +7,12 @@ Animal-MNIST scenes, ResNet-18, then the tiny Mask R-CNN R18-FPN config on the s
     tools/benchmark_transfer.sh                   # = python tools/benchmark_transfer.py
     python tools/benchmark_transfer.py --pretrain-iters 100 --det-iters 100   # quicker, noisier
 
+``--orl`` adds the paper's third pair of rows, ORL and ORL + HCL: ORL's stages 1 and 2 run once
+(``tools/orl_pipeline.py``: image-level BYOL, its backbone, proposals, the correspondence store, in
+``OUT/orl``), then each stage-3 config is pretrained from the store and fine-tuned like the others::
+
+    tools/benchmark_transfer.sh --orl             # DenseCL, DenseCL + HCL, ORL, ORL + HCL, random init
+
 The full-scale recipe is the same script with the COCO configs and a GPU count (each stage then runs
 through ``tools/dist_train.sh``)::
 
@@ -38,6 +44,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "tools"))
 
 #: CocoMetric keys -> column headers of the paper's table
 COLUMNS: Tuple[Tuple[str, str], ...] = (
@@ -79,6 +86,17 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
                         help="extra --cfg-options for every pretraining run")
     parser.add_argument("--det-cfg-options", nargs="*", default=[], metavar="KEY=VALUE",
                         help="extra --cfg-options for every fine-tuning run (e.g. data roots)")
+    orl = parser.add_argument_group("ORL rows (tools/orl_pipeline.py runs stages 1 and 2 once, into OUT/orl)")
+    orl.add_argument("--orl", action="store_true",
+                     help="add the ORL and ORL + HCL rows: stage 1, proposals, stage 2, then each stage-3 config")
+    orl.add_argument("--orl-stage1-config", default=None, help="stage-1 config (default: the tiny embedded one)")
+    orl.add_argument("--orl-stage3-config", action="append", metavar="NAME=CONFIG",
+                     help="stage-3 rows (default: the tiny ORL and ORL + HCL configs)")
+    orl.add_argument("--orl-image-root", default="data/embedded/images", help="the images of the ORL stages")
+    orl.add_argument("--orl-proposals", default=None, help="COCO-format proposals (default: made by tools/make_proposals.py)")
+    orl.add_argument("--orl-proposal-images", default="data/embedded/annotations_train.json",
+                     help="COCO file listing the images that get proposals ('' = all of --orl-image-root)")
+    orl.add_argument("--orl-stage2-options", default=None, help="tools/orl_correspondence.py options")
     parser.add_argument("--force", action="store_true", help="rerun stages whose outputs exist")
     parser.add_argument("--dry-run", action="store_true", help="print the commands only")
     return parser.parse_args(argv)
@@ -210,12 +228,21 @@ def table(results: Dict[str, Dict]) -> str:
     names = list(results)
     for name in names:
         lines.append(f"| {name} | {cells(results[name]['metrics'])} |")
-    methods = [n for n in names if n != "random init"]
-    if len(methods) >= 2:
-        base, hcl = results[methods[0]]["metrics"], results[methods[-1]]["metrics"]
+    for hcl_name, base_name in hcl_pairs([n for n in names if n != "random init"]):
+        base, hcl = results[base_name]["metrics"], results[hcl_name]["metrics"]
         delta = " | ".join(f"{100 * (hcl[k] - base[k]):+.1f}" if k in hcl and k in base else "–" for k, _ in COLUMNS)
-        lines.append(f"| Δ ({methods[-1]} − {methods[0]}) | {delta} |")
+        lines.append(f"| Δ ({hcl_name} − {base_name}) | {delta} |")
     return "\n".join(lines)
+
+
+def hcl_pairs(methods: Sequence[str]) -> List[Tuple[str, str]]:
+    """``(HCL row, its baseline row)``: ``"X + HCL"`` with ``"X"`` when both are there; otherwise the last
+    row against the first (the ``--method`` order: the baseline first)."""
+    pairs = [(name, name[: -len(" + HCL")]) for name in methods
+             if name.endswith(" + HCL") and name[: -len(" + HCL")] in methods]
+    if not pairs and len(methods) >= 2:
+        pairs = [(methods[-1], methods[0])]
+    return pairs
 
 
 def main(argv: Optional[Sequence[str]] = None) -> Dict[str, Dict]:
@@ -238,6 +265,9 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict[str, Dict]:
 
     runs: List[Tuple[str, Optional[str]]] = ([("random init", None)] if args.random_init else []) + \
         [(name, cfg) for name, cfg in methods]
+    method_options: Dict[str, List[str]] = {}
+    if args.orl:
+        runs += orl_rows(args, out, method_options)
     for name, pretrain_cfg in runs:
         slug = name.lower().replace(" + ", "_").replace(" ", "_")
         base = out / slug
@@ -246,7 +276,8 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict[str, Dict]:
         if pretrain_cfg is not None:
             pre_dir = base / "pretrain"
             if args.force or not (pre_dir / "last_checkpoint").is_file():
-                opts = seed_opts + schedule_options(pretrain_cfg, args.pretrain_iters, det=False) + args.pretrain_cfg_options
+                opts = seed_opts + schedule_options(pretrain_cfg, args.pretrain_iters, det=False) + \
+                    method_options.get(name, []) + args.pretrain_cfg_options
                 times["pretrain_s"] = run(train_command(pretrain_cfg, str(pre_dir), opts, args.gpus),
                                           base / "pretrain.log", args.dry_run)
             backbone = base / "backbone.pth"
@@ -302,6 +333,26 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict[str, Dict]:
     (out / "results.md").write_text(md + f"\n\n{timing}.\n")
     print("\n" + md + f"\n\n{timing}; {out / 'results.json'}", flush=True)
     return results
+
+
+def orl_rows(args: argparse.Namespace, out: Path, method_options: Dict[str, List[str]]) -> List[Tuple[str, str]]:
+    """Stages 1 and 2 of ORL (tools/orl_pipeline.py, reused when done) and the stage-3 rows; each row's
+    pretraining then reads the store (its extra options go into ``method_options``)."""
+    import shlex
+
+    import orl_pipeline
+
+    store, _ = orl_pipeline.correspondence_store(
+        out / "orl", args.orl_stage1_config or orl_pipeline.DEFAULT_STAGE1, args.orl_image_root, args.orl_proposals,
+        args.orl_proposal_images or None, args.pretrain_iters, args.gpus, args.seed,
+        shlex.split(args.orl_stage2_options or orl_pipeline.DEFAULT_STAGE2_OPTIONS),
+        shlex.split(orl_pipeline.DEFAULT_PROPOSAL_OPTIONS), args.force, args.dry_run)
+    rows = []
+    for spec in args.orl_stage3_config or orl_pipeline.DEFAULT_STAGE3:
+        name, config = spec.split("=", 1)
+        method_options[name] = orl_pipeline.stage3_options(store, args.orl_image_root)
+        rows.append((name, config))
+    return rows
 
 
 def _no_metrics(det_dir: Path) -> bool:

@@ -8,10 +8,13 @@ Registered in MMSelfSup's registries (``default_scope='mmselfsup'``):
 
 - ``MODELS``: ``HCLMoCoV2``, ``HCLDenseCL`` (:mod:`~hcl_plugin.mmselfsup.algorithms`), ``PoincareNeck``,
   ``BallMapNeck`` (the shared head's map; :mod:`~hcl_plugin.mmselfsup.necks`), ``HyperbolicContrastiveHead`` (:mod:`~hcl_plugin.mmselfsup.heads`);
-  UHML's ``UHML`` and ``UHMLNeck`` (:mod:`~hcl_plugin.mmselfsup.uhml_model`);
+  UHML's ``UHML`` and ``UHMLNeck`` (:mod:`~hcl_plugin.mmselfsup.uhml_model`); ORL's stage 3 ``ORL`` and
+  ``HCLORL`` (:mod:`~hcl_plugin.mmselfsup.orl_model`);
 - ``DATASETS`` (:mod:`~hcl_plugin.mmselfsup.datasets`): ``SceneBoxDataset`` (COCO JSON / COCO-format
-  proposals / OpenImages CSV) and UHML's ``UHMLImageFolder`` (a retrieval image tree, class halves);
+  proposals / OpenImages CSV), UHML's ``UHMLImageFolder`` (a retrieval image tree, class halves) and
+  ORL's ``ORLCorrespondenceDataset`` (a stage-2 correspondence store, :mod:`~hcl_plugin.mmselfsup.orl_data`);
 - ``TRANSFORMS`` (:mod:`~hcl_plugin.mmselfsup.transforms`): ``SampleSceneObjectBoxes``, ``SceneObjectMultiView``;
+  ORL's ``LoadORLImages``, ``ORLMultiView``;
 - ``DATA_SAMPLERS`` (:mod:`~hcl_plugin.mmselfsup.samplers`): UHML's ``UHMLBalancedBatchSampler``;
 - ``HOOKS`` (:mod:`~hcl_plugin.mmselfsup.hooks`): ``HCLLambdaWarmupHook``, ``CosineKeyMomentumHook`` and UHML's ``UHMLReclusterHook``.
 
@@ -31,6 +34,8 @@ from hcl_plugin.mmselfsup.datasets import SceneBoxDataset, UHMLImageFolder
 from hcl_plugin.mmselfsup.heads import HyperbolicContrastiveHead
 from hcl_plugin.mmselfsup.hooks import CosineKeyMomentumHook, HCLLambdaWarmupHook, UHMLReclusterHook
 from hcl_plugin.mmselfsup.necks import BallMapNeck, PoincareNeck
+from hcl_plugin.mmselfsup.orl_data import LoadORLImages, ORLCorrespondenceDataset, ORLMultiView
+from hcl_plugin.mmselfsup.orl_model import HCLORL, ORL
 from hcl_plugin.mmselfsup.samplers import UHMLBalancedBatchSampler
 from hcl_plugin.mmselfsup.transforms import SampleSceneObjectBoxes, SceneObjectMultiView
 from hcl_plugin.mmselfsup.uhml_model import UHML, UHMLNeck
@@ -55,4 +60,9 @@ __all__ = [
     "UHMLImageFolder",
     "UHMLBalancedBatchSampler",
     "UHMLReclusterHook",
+    "ORL",
+    "HCLORL",
+    "ORLCorrespondenceDataset",
+    "LoadORLImages",
+    "ORLMultiView",
 ]

@@ -230,15 +230,18 @@ def share_curvature(module: nn.Module, curvature: Curvature) -> List[str]:
     return replaced
 
 
-def momentum_copy(module: nn.Module, momentum: float, curvature: Curvature) -> ExponentialMovingAverage:
+def momentum_copy(module: nn.Module, momentum: float, curvature: Curvature,
+                  ema_type: type = ExponentialMovingAverage, **ema_kwargs: Any) -> ExponentialMovingAverage:
     """MMEngine's ``ExponentialMovingAverage`` of ``module`` (as MMSelfSup's key encoders), sharing ``curvature``.
 
     The copy is updated as :math:`\\theta_k \\leftarrow (1 - m)\\,\\theta_k + m\\,\\theta_q` with
-    ``m = momentum``. ``ExponentialMovingAverage`` deep-copies ``module``, and with it the curvature:
+    ``m = momentum``; ``ema_type`` (with ``ema_kwargs``) makes another kind of average, e.g. MMSelfSup's
+    ``CosineEMA`` for BYOL-style target networks, whose ``momentum`` is the weight of the average itself.
+    The EMA deep-copies ``module``, and with it the curvature:
     the copy's is replaced by (a reference to) ``curvature`` itself, so keys and queries live in the
     same ball, and it is not averaged (the online branch learns ``log c``; the copy reads it).
     """
-    ema = ExponentialMovingAverage(module, momentum)
+    ema = ema_type(module, momentum, **ema_kwargs)
     share_curvature(ema.module, curvature)
     ema.avg_parameters = dict(ema.module.named_parameters())  # without the copy's log c
     return ema
@@ -253,6 +256,9 @@ class HyperbolicBranchMixin:
 
     ``__init__`` takes the branch's arguments and passes the rest to the algorithm (``MoCo``,
     ``DenseCL``), whose ``backbone``, ``encoder_k`` (the momentum encoder) and ``queue_len`` it uses.
+    An algorithm with another momentum encoder (BYOL's ``target_net``: ``HCLORL``) overrides
+    :meth:`_momentum_encoder`, :meth:`_default_hyp_queue_len`, :meth:`_projection_dim` and
+    :meth:`_momentum_copy`.
     """
 
     hyp_neck: nn.Module
@@ -286,20 +292,36 @@ class HyperbolicBranchMixin:
         lambda_value = _resolve_lambda(owner, lambda_hyp, hyp_lambda)
         shared = _resolve_curvature(owner, curvature, {"hyp_neck": hyp_neck, "hyp_head": hyp_head})
         super().__init__(**baseline_kwargs)  # type: ignore[call-arg]  # MoCo / DenseCL
-        queue_len = self.queue_len if hyp_queue_len is None else hyp_queue_len
+        queue_len = self._default_hyp_queue_len() if hyp_queue_len is None else hyp_queue_len
         if queue_len < 1:
             raise ValueError(f"{owner}: hyp_queue_len must be >= 1, got {queue_len}")
         self.lambda_hyp = lambda_value
         self.hyperbolic_head = kind
         self.curvature = shared  # the one registration: parameter and checkpoint key 'curvature.log_c'
         # shared: the map of the projection neck's output, whose dimension is the queue's (MoCo's feat_dim)
-        neck_cfg = _hyperbolic_neck_config(owner, kind, hyp_neck, int(self.queue.size(0)))
+        neck_cfg = _hyperbolic_neck_config(owner, kind, hyp_neck, self._projection_dim())
         self.hyp_neck = MODELS.build(dict(neck_cfg, c=shared))
         self.hyp_head = MODELS.build(dict(hyp_head, c=shared))
-        self.hyp_neck_k = momentum_copy(self.hyp_neck, self.encoder_k.momentum, shared)
+        self.hyp_neck_k = self._momentum_copy(self.hyp_neck, shared)
         self.hyp_queue = HyperbolicMemoryBank(queue_len, self.hyp_neck.out_channels, c=shared, seed=queue_seed)
         for part in (self.hyp_neck, self.hyp_head, self.hyp_queue):
             share_curvature(part, shared)
+
+    def _momentum_encoder(self) -> ExponentialMovingAverage:
+        """The EMA of ``nn.Sequential(backbone, neck)`` that computes the keys (MoCo / DenseCL: ``encoder_k``)."""
+        return self.encoder_k  # type: ignore[attr-defined]
+
+    def _default_hyp_queue_len(self) -> int:
+        """The hyperbolic queue's length without ``hyp_queue_len``: the baseline's ``queue_len``."""
+        return int(self.queue_len)  # type: ignore[attr-defined]
+
+    def _projection_dim(self) -> int:
+        """Output width of the projection neck (the shared head's input): MoCo's ``feat_dim``, the queue's rows."""
+        return int(self.queue.size(0))  # type: ignore[attr-defined]
+
+    def _momentum_copy(self, module: nn.Module, curvature: Curvature) -> ExponentialMovingAverage:
+        """The momentum copy of the hyperbolic neck, averaged like :meth:`_momentum_encoder`."""
+        return momentum_copy(module, self._momentum_encoder().momentum, curvature)
 
     @property
     def shared_head(self) -> bool:
@@ -320,9 +342,10 @@ class HyperbolicBranchMixin:
         MMSelfSup's shuffle-BN: the batch is shuffled across ranks before the key backbone and the keys
         unshuffled after the map (row by row, so the order does not change it). Call it without grad."""
         images, idx_unshuffle = batch_shuffle_ddp(images)
-        features = self.encoder_k.module[0](images)
+        encoder = self._momentum_encoder().module
+        features = encoder[0](images)
         if self.shared_head:
-            key = self.hyp_neck_k.module([self.encoder_k.module[1](features)[0]])[0]
+            key = self.hyp_neck_k.module([encoder[1](features)[0]])[0]
         else:
             key = self.hyp_neck_k.module(features)[0]
         return batch_unshuffle_ddp(key, idx_unshuffle)
@@ -351,13 +374,17 @@ class HyperbolicBranchMixin:
 
     def _hyperbolic_loss(self, inputs: List[Tensor]) -> Dict[str, Tensor]:
         """``loss_hyp_weighted`` = λ · ``loss_hyp``, ``loss_hyp`` = HyperbolicInfoNCE(scene queries, object keys,
-        queue) (detached, logged only: :meth:`parse_losses`) and the branch's health."""
+        queue) (detached, logged only: :meth:`parse_losses`) and the branch's health; the scene and object
+        views are ``inputs[2]`` and ``inputs[3]``."""
         if len(inputs) != NUM_HCL_VIEWS:
             raise ValueError(
                 f"{type(self).__name__} expects {NUM_HCL_VIEWS} views per sample (object, object, scene, "
                 f"object; the SceneObjectMultiView transform makes them), got {len(inputs)}"
             )
-        im_scene, im_object = inputs[2], inputs[3]
+        return self._hyperbolic_pair_loss(inputs[2], inputs[3])
+
+    def _hyperbolic_pair_loss(self, im_scene: Tensor, im_object: Tensor) -> Dict[str, Tensor]:
+        """:meth:`_hyperbolic_loss` of a batch of scene views (queries) and object views (keys)."""
         query = self.hyperbolic_query(im_scene)
         health = dict(getattr(self.hyp_neck, "stats", {}))  # of the scene queries
         with torch.no_grad():
